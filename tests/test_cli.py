@@ -1,0 +1,192 @@
+"""The `lightbox-node` command, run as a real subprocess against a real data folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lightbox_node.identity import PeerId
+
+EXE = str(Path(sys.executable).parent / "lightbox-node")
+SUBCOMMANDS = ("init", "id", "config", "run")
+
+
+def cli(*args: str, data_dir: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTBOX_")}
+    return subprocess.run(
+        [EXE, *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+
+
+def read_line_with(proc: subprocess.Popen[str], prefix: str, timeout: float) -> str:
+    """Read stdout until a line starting with `prefix`, failing clearly on exit or timeout.
+
+    A reader thread, not select(): the text wrapper buffers lines that select cannot see.
+    """
+    assert proc.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    stdout = proc.stdout
+    threading.Thread(target=lambda: [lines.put(ln) for ln in stdout], daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=min(left, 0.2))
+        except queue.Empty:
+            if proc.poll() is not None:
+                break
+            continue
+        if line.startswith(prefix):
+            return line[len(prefix) :].strip()
+    proc.kill()
+    err = proc.stderr.read() if proc.stderr else ""
+    proc.wait()
+    raise AssertionError(f"no {prefix!r} line; exit={proc.returncode}; stderr:\n{err}")
+
+
+@pytest.fixture
+def running_node(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTBOX_")}
+    proc = subprocess.Popen(
+        [
+            EXE,
+            "run",
+            "--data-dir",
+            str(tmp_path),
+            "--http-port",
+            "0",
+            "--p2p-port",
+            "0",
+            "--no-mdns",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        editor = read_line_with(proc, "editor:", timeout=30)
+        yield proc, editor, tmp_path
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_help_works_for_every_subcommand() -> None:
+    for sub in SUBCOMMANDS:
+        result = subprocess.run([EXE, sub, "--help"], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+        assert f"lightbox-node {sub}" in result.stdout
+
+
+def test_init_creates_private_key_config_and_database(tmp_path: Path) -> None:
+    data = tmp_path / "node"
+    result = cli("init", data_dir=data)
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(os.stat(data / "node.key").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
+    assert (data / "config.toml").read_text().startswith("# Lightbox node configuration.")
+    assert (data / "node.sqlite3").exists()
+    printed = result.stdout.split("peer id:")[1].strip()
+    assert PeerId.parse(printed)
+    assert cli("id", data_dir=data).stdout.strip() == printed
+
+
+def test_init_twice_keeps_the_same_identity(tmp_path: Path) -> None:
+    first = cli("init", data_dir=tmp_path).stdout
+    second = cli("init", data_dir=tmp_path)
+    assert second.returncode == 0 and "kept existing" in second.stdout
+    assert first.split("peer id:")[1] == second.stdout.split("peer id:")[1]
+
+
+def test_id_without_a_key_says_how_to_make_one(tmp_path: Path) -> None:
+    result = cli("id", data_dir=tmp_path)
+    assert result.returncode == 1
+    assert "lightbox-node init" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_run_refuses_a_key_readable_by_others_and_says_how_to_fix_it(tmp_path: Path) -> None:
+    cli("init", data_dir=tmp_path)
+    os.chmod(tmp_path / "node.key", 0o644)
+    result = cli("run", "--http-port", "0", "--no-mdns", data_dir=tmp_path)
+    assert result.returncode == 1
+    assert str(tmp_path / "node.key") in result.stderr and "chmod 600" in result.stderr
+
+
+def test_run_reports_a_bad_config_value_with_file_key_and_allowed_values(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('log_level = "loud"\n')
+    result = cli("run", data_dir=tmp_path)
+    assert result.returncode == 1
+    assert str(tmp_path / "config.toml") in result.stderr
+    assert "log_level" in result.stderr and "debug, info, warning, error" in result.stderr
+
+
+def test_run_with_the_http_port_taken_fails_with_a_clear_message(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("run", "--http-port", str(port), "--no-mdns", data_dir=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert f"127.0.0.1:{port}" in result.stderr and "--http-port" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_serves_status_and_editor_then_exits_0_on_sigterm(running_node) -> None:
+    proc, editor, data = running_node
+    peer_id = (data / "node.key").read_text().split("peer id: ")[1].split()[0]
+    with urllib.request.urlopen(editor + "api/v1/status", timeout=10) as response:
+        status = json.load(response)
+    assert status["peer_id"] == peer_id
+    assert status["roles"] == ["queue", "gpu", "registry"]
+    with urllib.request.urlopen(editor, timeout=10) as response:
+        assert "<title>Lightbox</title>" in response.read().decode()
+
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=5) == 0
+    assert time.monotonic() - sent < 2.0
+
+
+def test_run_exits_0_on_sigint_within_two_seconds(running_node) -> None:
+    proc, _, _ = running_node
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=5) == 0
+    assert time.monotonic() - sent < 2.0
+
+
+def test_run_logs_one_json_object_per_line_when_asked(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTBOX_")}
+    env["LIGHTBOX_LOG_JSON"] = "true"
+    proc = subprocess.Popen(
+        [EXE, "run", "--data-dir", str(tmp_path), "--http-port", "0", "--no-mdns"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    read_line_with(proc, "editor:", timeout=30)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=5)
+    records = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert any(r["msg"] == "node ready" and r["level"] == "info" for r in records)
+    assert all({"ts", "level", "logger", "msg"} <= r.keys() for r in records)

@@ -1,0 +1,1 @@
+"""The browser editor's static files; a package only so wheels ship them (no Python here)."""
