@@ -1,0 +1,32 @@
+"""Persistence: the node's SQLite database and its content-addressed blob store.
+
+Everything here is synchronous; the trio shell calls it through `trio.to_thread.run_sync`.
+"""
+
+from sqlite_utils import Database
+
+from lightbox_node.store.blob_id import BLOB_ID_PREFIX, BlobId, InvalidBlobId
+from lightbox_node.store.blobs import BlobReader, BlobStore, BlobTooLarge, BlobWriter
+from lightbox_node.store.database import open_database
+from lightbox_node.store.migrations import Migration, schema_version
+from lightbox_node.store.node_meta import get_meta, set_meta, setdefault_meta
+from lightbox_node.store.schema import LATEST_SCHEMA_VERSION, MIGRATIONS
+
+__all__ = [
+    "BLOB_ID_PREFIX",
+    "LATEST_SCHEMA_VERSION",
+    "MIGRATIONS",
+    "BlobId",
+    "BlobReader",
+    "BlobStore",
+    "BlobTooLarge",
+    "BlobWriter",
+    "Database",
+    "InvalidBlobId",
+    "Migration",
+    "get_meta",
+    "open_database",
+    "schema_version",
+    "set_meta",
+    "setdefault_meta",
+]

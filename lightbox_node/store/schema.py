@@ -1,0 +1,14 @@
+"""The database schema's history: every migration, in the order it is applied.
+
+To change the schema, append a `Migration` with the next version number; never edit or
+reorder one that has shipped, since databases in the field have already applied it.
+"""
+
+from __future__ import annotations
+
+from lightbox_node.store.migrations import Migration
+from lightbox_node.store.node_meta import create_node_meta_table
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "create node_meta", create_node_meta_table),)
+
+LATEST_SCHEMA_VERSION = len(MIGRATIONS)
