@@ -60,6 +60,8 @@ class PeerId:
         """Parse the text form, rejecting wrong prefix, bad base32, wrong length or checksum."""
         if not isinstance(text, str):
             raise PeerIdError(f"a peer id is text, got {type(text).__name__}")
+        if not text.isascii():
+            raise PeerIdError(f"peer id {text[:80]!r} has characters outside ASCII")
         if not text.startswith(PEER_ID_PREFIX):
             raise PeerIdError(f"peer id {text[:80]!r} does not start with {PEER_ID_PREFIX!r}")
         body = text[len(PEER_ID_PREFIX) :].upper()
@@ -74,7 +76,12 @@ class PeerId:
         payload, checksum = raw[:-_CHECKSUM_LEN], raw[-_CHECKSUM_LEN:]
         if _checksum(payload) != checksum:
             raise PeerIdError(f"peer id {text[:80]!r} has a bad checksum (mistyped?)")
-        return cls(payload[1:])
+        parsed = cls(payload[1:])
+        # base32 leaves spare bits in the last character; only the canonical text is accepted,
+        # so that one peer has exactly one spelling (allow-lists compare text).
+        if str(parsed) != text.lower():
+            raise PeerIdError(f"peer id {text[:80]!r} is not in canonical form")
+        return parsed
 
     def verify(self, message: bytes, signature: bytes) -> None:
         """Raise BadSignature unless `signature` is this peer's signature over `message`."""
@@ -120,18 +127,24 @@ class Identity:
             f"# peer id: {self.peer_id}\n{line}\n"
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
+        if path.exists() or path.is_symlink():
             raise KeyFileError(f"{path} already exists; refusing to overwrite a node key")
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, text.encode())
-            os.fsync(fd)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                os.fchmod(fd, 0o600)
+                os.write(fd, text.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.link(tmp, path)  # fails if a key appeared meanwhile, unlike rename
+        except FileExistsError:
+            raise KeyFileError(f"{path} already exists; refusing to overwrite a node key") from None
+        except OSError as exc:
+            raise KeyFileError(f"cannot write node key {path}: {exc.strerror}") from None
         finally:
-            os.close(fd)
-        os.link(tmp, path)  # fails if a key appeared meanwhile, unlike rename
-        os.unlink(tmp)
+            tmp.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: Path) -> Identity:
@@ -156,6 +169,10 @@ class Identity:
         )
         try:
             text = path.read_text("ascii")
+        except PermissionError:
+            raise KeyFileError(
+                f"node key {path} cannot be read by this user; run the node as its owner"
+            ) from None
         except (UnicodeDecodeError, OSError) as exc:
             raise KeyFileError(damaged) from exc
         lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]

@@ -35,7 +35,7 @@ from lightbox_node.identity import Identity, PeerId
 SIGNING_CONTEXT = b"lightbox/envelope/v1\x00"
 """Prefix of every envelope signature input; keeps envelope signatures apart from handshakes."""
 
-DOMAIN_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._/-]{0,63}$")
+DOMAIN_PATTERN = re.compile(r"[a-z0-9][a-z0-9._/-]{0,63}")
 MAX_U63 = 2**63 - 1
 SIGNATURE_LEN = 64
 
@@ -88,19 +88,54 @@ class VerifiedEnvelope:
 # -- encoding -------------------------------------------------------------------------------
 
 
-def _canonical(value: Any, depth: int = 0) -> Any:
-    """Sort map keys so one value has one encoding (msgpack keeps insertion order)."""
-    if isinstance(value, dict):
-        return {k: _canonical(value[k], depth + 1) for k in sorted(value)}
-    if isinstance(value, list | tuple):
-        return [_canonical(v, depth + 1) for v in value]
-    return value
+def _canonical(value: Any, limits: WireLimits, depth: int) -> Any:
+    """Check exact types and bounds, and sort map keys, in one walk.
+
+    msgpack keeps insertion order, so sorting is what makes one value have one encoding.
+    Exact types only: a bool is not an int, a tuple becomes a list, keys are strings.
+    """
+    kind = type(value)
+    if kind is str:
+        # Limits count UTF-8 bytes (as msgpack does); encode only when it could matter.
+        if len(value) * 4 > limits.max_str and len(value.encode("utf-8", "surrogatepass")) > (
+            limits.max_str
+        ):
+            raise FrameTooLarge(f"string over the {limits.max_str}-byte limit")
+        return value
+    if kind is int:
+        if not -(2**63) <= value <= 2**64 - 1:
+            raise MalformedMessage("integer out of the 64-bit range")
+        return value
+    if value is None or kind is bool or kind is float:
+        return value
+    if kind is bytes:
+        if len(value) > limits.max_bin:
+            raise FrameTooLarge(f"binary of {len(value)} bytes, over the {limits.max_bin} limit")
+        return value
+    if depth >= limits.max_depth and (kind is dict or kind is list or kind is tuple):
+        raise MalformedMessage(f"nesting deeper than {limits.max_depth}")
+    if kind is dict:
+        if len(value) > limits.max_map:
+            raise FrameTooLarge(f"map of {len(value)} entries, over the {limits.max_map} limit")
+        for key in value:
+            if type(key) is not str:
+                raise MalformedMessage(f"map keys must be strings, got {type(key).__name__}")
+            _canonical(key, limits, depth)
+        return {key: _canonical(value[key], limits, depth + 1) for key in sorted(value)}
+    if kind is list or kind is tuple:
+        if len(value) > limits.max_array:
+            raise FrameTooLarge(f"array of {len(value)}, over the {limits.max_array} limit")
+        return [_canonical(item, limits, depth + 1) for item in value]
+    raise MalformedMessage(f"unsupported type on the wire: {kind.__name__}")
 
 
 def pack(value: Any, limits: WireLimits = DEFAULT_LIMITS) -> bytes:
     """Canonical msgpack bytes of a plain value; raises MalformedMessage for unsupported types."""
-    _check_value(value, limits, 0)
-    return msgpack.packb(_canonical(value), use_bin_type=True)
+    canonical = _canonical(value, limits, 0)
+    try:
+        return msgpack.packb(canonical, use_bin_type=True)
+    except (UnicodeEncodeError, ValueError, OverflowError) as exc:
+        raise MalformedMessage(f"value cannot be encoded: {exc}") from None
 
 
 def seal(
@@ -118,6 +153,8 @@ def seal(
     signed = pack(
         [domain, identity.peer_id.public_key, seq, issued_at_ms, expires_at_ms, body], limits
     )
+    if len(signed) > limits.max_bin:
+        raise FrameTooLarge(f"signed part is {len(signed)} bytes, over the {limits.max_bin} limit")
     frame = msgpack.packb([signed, identity.sign(SIGNING_CONTEXT + signed)], use_bin_type=True)
     if len(frame) > limits.max_frame:
         raise FrameTooLarge(f"envelope is {len(frame)} bytes, over the {limits.max_frame} limit")
@@ -127,8 +164,49 @@ def seal(
 # -- decoding -------------------------------------------------------------------------------
 
 
+def _refuse_ext(code: int, data: bytes) -> Any:
+    """msgpack ext hook: extension types (timestamps included) are never accepted."""
+    raise MalformedMessage(f"msgpack extension type {code} is not allowed")
+
+
+def _check_structure(value: Any, max_depth: int) -> None:
+    """At most `max_depth` nested containers; map keys are strings, unique and sorted.
+
+    One breadth-first pass over containers only (scalars are just type-tested), because
+    this walk is most of the cost of opening an envelope beyond the signature itself.
+    """
+    level = [value] if type(value) is list or type(value) is dict else []
+    depth = 0
+    while level:
+        if depth >= max_depth:
+            raise MalformedMessage(f"nesting deeper than {max_depth}")
+        below = []
+        for container in level:
+            if type(container) is dict:
+                keys = list(container)
+                for key in keys:
+                    if type(key) is not str:
+                        raise MalformedMessage(
+                            f"map keys must be strings, got {type(key).__name__}"
+                        )
+                if keys != sorted(keys):
+                    raise MalformedMessage("map keys must be sorted (canonical encoding)")
+                items: Any = container.values()
+            else:
+                items = container
+            below += [v for v in items if type(v) is list or type(v) is dict]
+        level = below
+        depth += 1
+
+
 def unpack(data: bytes, limits: WireLimits = DEFAULT_LIMITS) -> Any:
-    """Strictly decode one canonical msgpack value from untrusted bytes."""
+    """Strictly decode one canonical msgpack value from untrusted bytes.
+
+    msgpack enforces the size limits (in bytes) and refuses ext types; the structure walk
+    refuses deep nesting and non-string or unsorted keys (a duplicate key cannot survive
+    decoding into a dict, so the re-pack below catches it); re-packing must reproduce the
+    input exactly, which refuses every other non-canonical form (wide integers, float32).
+    """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise MalformedMessage(f"expected bytes, got {type(data).__name__}")
     if len(data) > limits.max_frame:
@@ -144,55 +222,24 @@ def unpack(data: bytes, limits: WireLimits = DEFAULT_LIMITS) -> Any:
             max_array_len=limits.max_array,
             max_map_len=limits.max_map,
             max_ext_len=0,
+            ext_hook=_refuse_ext,
         )
+    except WireError:
+        raise
     except Exception as exc:  # msgpack raises many types; every one means "bad bytes"
         raise MalformedMessage(f"not a valid msgpack value: {exc}") from None
-    _check_value(value, limits, 0)
+    _check_structure(value, limits.max_depth)
     try:
-        canonical = msgpack.packb(_canonical(value), use_bin_type=True)
-    except Exception as exc:
+        canonical = msgpack.packb(value, use_bin_type=True)
+    except Exception as exc:  # e.g. a lone surrogate that decoded but cannot re-encode
         raise MalformedMessage(f"value cannot be re-encoded: {exc}") from None
-    if canonical != bytes(data):
-        raise MalformedMessage("encoding is not canonical (unsorted keys or non-minimal forms)")
+    if canonical != data:
+        raise MalformedMessage("encoding is not canonical (non-minimal forms)")
     return value
 
 
-def _check_value(value: Any, limits: WireLimits, depth: int) -> None:
-    """Exact types only: a bool is not an int, a tuple is a list, keys are strings."""
-    if depth > limits.max_depth:
-        raise MalformedMessage(f"nesting deeper than {limits.max_depth}")
-    kind = type(value)
-    if kind is dict:
-        if len(value) > limits.max_map:
-            raise FrameTooLarge(f"map of {len(value)} entries, over the {limits.max_map} limit")
-        for key, item in value.items():
-            if type(key) is not str:
-                raise MalformedMessage(f"map keys must be strings, got {type(key).__name__}")
-            if len(key) > limits.max_str:
-                raise FrameTooLarge("map key over the string limit")
-            _check_value(item, limits, depth + 1)
-    elif kind is list or kind is tuple:
-        if len(value) > limits.max_array:
-            raise FrameTooLarge(f"array of {len(value)}, over the {limits.max_array} limit")
-        for item in value:
-            _check_value(item, limits, depth + 1)
-    elif kind is int:
-        if not -(2**63) <= value <= 2**64 - 1:
-            raise MalformedMessage("integer out of the 64-bit range")
-    elif kind is str:
-        if len(value) > limits.max_str:
-            raise FrameTooLarge(f"string of {len(value)} chars, over the {limits.max_str} limit")
-    elif kind is bytes:
-        if len(value) > limits.max_bin:
-            raise FrameTooLarge(f"binary of {len(value)} bytes, over the {limits.max_bin} limit")
-    elif value is None or kind is bool or kind is float:
-        return
-    else:
-        raise MalformedMessage(f"unsupported type on the wire: {kind.__name__}")
-
-
 def _check_header(envelope: Envelope, limits: WireLimits) -> None:
-    if type(envelope.domain) is not str or not DOMAIN_PATTERN.match(envelope.domain):
+    if type(envelope.domain) is not str or not DOMAIN_PATTERN.fullmatch(envelope.domain):
         raise MalformedMessage("domain must be 1-64 chars of a-z 0-9 . _ / -")
     for name in ("seq", "issued_at_ms", "expires_at_ms"):
         number = getattr(envelope, name)
