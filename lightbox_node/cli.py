@@ -164,6 +164,7 @@ def _cmd_run(config: NodeConfig) -> int:
             async with trio.open_nursery() as nursery:
                 ready = await nursery.start(run_node, config, identity, shutdown)
                 print(f"peer id: {ready.peer_id}", flush=True)
+                print(f"p2p:     {ready.p2p_url}", flush=True)
                 print(f"editor:  {ready.editor_url}", flush=True)
                 async for signum in signals:
                     log.info("signal received", extra={"signal": signal.Signals(signum).name})

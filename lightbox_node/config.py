@@ -62,6 +62,23 @@ def _int_in(low: int, high: int) -> tuple[Callable[[str], Any], Callable[[Any], 
     return parse, check, f"an integer from {low} to {high}"
 
 
+def _number_in(low: float, high: float) -> tuple[Callable[[str], Any], Callable[[Any], Any], str]:
+    allowed = f"a number from {low:g} to {high:g}"
+
+    def check(value: Any) -> float:
+        if type(value) not in (int, float) or not low <= value <= high:
+            raise ValueError(f"expected {allowed}")
+        return float(value)
+
+    def parse(text: str) -> float:
+        try:
+            return check(float(text.strip()))
+        except ValueError:
+            raise ValueError(f"expected {allowed}") from None
+
+    return parse, check, allowed
+
+
 def _bool() -> tuple[Callable[[str], Any], Callable[[Any], Any], str]:
     words = {
         "true": True,
@@ -175,6 +192,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _setting("bootstrap", "Bootstrap peers as PEER_ID@HOST:PORT.", _text_list()),
     _setting("mdns", "Discover peers on the LAN with mDNS.", _bool()),
+    _setting("target_links", "Keep at least this many peer links up.", _int_in(1, 256)),
+    _setting(
+        "record_ttl_s",
+        "Lifetime of this node's capability record, in seconds; republished at a third of it. "
+        "A node that vanishes leaves every view within about this long.",
+        _number_in(3, 3600),
+    ),
     _setting(
         "models_dir", "Folder of model catalog TOML files; unset uses the bundled catalog.", _path()
     ),
@@ -197,6 +221,8 @@ class NodeConfig:
     http_port: int = 7451
     bootstrap: tuple[str, ...] = ()
     mdns: bool = True
+    target_links: int = 8
+    record_ttl_s: float = 30.0
     models_dir: Path | None = None
     log_level: str = "info"
     log_json: bool = False
@@ -322,8 +348,8 @@ def render_config_file(config: NodeConfig) -> str:
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
+    if isinstance(value, int | float):
+        return repr(value)
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,4 +1,4 @@
-"""Compose a node: its identity, store and roles, in one trio nursery.
+"""Compose a node: its identity, store, peer network and HTTP API, in one trio nursery.
 
 Each service is started with `nursery.start` so the node reports ready only when every
 listener is bound. Shutdown is one cancel scope: set `shutdown`, and everything stops.
@@ -16,13 +16,21 @@ import trio
 from lightbox_node import __version__
 from lightbox_node.api import NodeStatus, create_app, serve_http
 from lightbox_node.config import NodeConfig
+from lightbox_node.gossip.peer_policy import load_policy
 from lightbox_node.identity import Identity
-from lightbox_node.store import BlobStore, open_database, setdefault_meta
+from lightbox_node.net import dial, serve_links
+from lightbox_node.net.discovery import PeerHint, link_url, parse_bootstrap_list, run_mdns
+from lightbox_node.net.link import PeerLink
+from lightbox_node.store import BlobStore, Database, open_database, setdefault_meta
+from lightbox_node.swarm import Swarm, SwarmParams
 
 log = logging.getLogger("lightbox.node")
 
 SHUTDOWN_GRACE_S = 1.5
 """How long services get to finish after shutdown is asked, before they are cancelled."""
+
+POLICY_RELOAD_S = 5.0
+"""How often the peer block/allow list is re-read, so `lightbox-node block` takes effect."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +39,7 @@ class NodeReady:
 
     peer_id: str
     editor_url: str
+    p2p_url: str
 
 
 async def run_node(
@@ -43,12 +52,29 @@ async def run_node(
 ) -> None:
     """Run the node until `shutdown` is set; report `NodeReady` once it is serving."""
     started_at = wall_clock()
+    bootstrap = parse_bootstrap_list(config.bootstrap)  # bad entries fail before anything binds
     database = await trio.to_thread.run_sync(open_database, config.database_file)
     try:
         await trio.to_thread.run_sync(BlobStore, config.blob_dir)
         await trio.to_thread.run_sync(
             setdefault_meta, database, "first_started_at", str(started_at)
         )
+        policy = await trio.to_thread.run_sync(load_policy, database)
+
+        async def dial_hint(nursery: trio.Nursery, hint: PeerHint) -> PeerLink:
+            return await dial(nursery, hint.url, identity, config.network, hint.peer_id)
+
+        swarm = Swarm(
+            identity,
+            network=config.network,
+            roles=config.roles,
+            version=__version__,
+            dialer=dial_hint,
+            params=SwarmParams(target_links=config.target_links, record_ttl_s=config.record_ttl_s),
+            policy=policy,
+            wall_ms=lambda: int(wall_clock() * 1000),
+        )
+        swarm.add_hints(bootstrap, pinned=True)
 
         def status() -> NodeStatus:
             return NodeStatus(
@@ -61,16 +87,35 @@ async def run_node(
             )
 
         async with trio.open_nursery() as nursery:
-            editor_url = await nursery.start(
-                serve_http, create_app(status), config.http_host, config.http_port, shutdown
+            p2p_port = await nursery.start(
+                serve_links,
+                swarm.serve_link,
+                config.listen_host,
+                config.p2p_port,
+                identity,
+                config.network,
             )
-            ready = NodeReady(str(identity.peer_id), editor_url)
+            p2p_url = link_url(_advertised_host(config.listen_host), p2p_port)
+            swarm.addresses = (p2p_url,)
+            await nursery.start(swarm.run)
+            if config.mdns:
+                nursery.start_soon(_discover_on_lan, swarm, config, p2p_port)
+            nursery.start_soon(_reload_policy, swarm, database)
+            editor_url = await nursery.start(
+                serve_http,
+                create_app(status, swarm),
+                config.http_host,
+                config.http_port,
+                shutdown,
+            )
+            ready = NodeReady(str(identity.peer_id), editor_url, p2p_url)
             log.info(
                 "node ready",
                 extra={
                     "peer_id": ready.peer_id,
                     "roles": ",".join(config.roles),
                     "editor": editor_url,
+                    "p2p": p2p_url,
                 },
             )
             task_status.started(ready)
@@ -79,3 +124,32 @@ async def run_node(
             nursery.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE_S
     finally:
         database.close()
+
+
+def _advertised_host(listen_host: str) -> str:
+    """The host others should dial: the listen address, or loopback for a wildcard here."""
+    return "127.0.0.1" if listen_host in ("0.0.0.0", "", "::") else listen_host
+
+
+async def _discover_on_lan(swarm: Swarm, config: NodeConfig, port: int) -> None:
+    send, receive = trio.open_memory_channel[PeerHint](64)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            run_mdns, swarm.peer_id, config.roles, config.network, config.listen_host, port, send
+        )
+        async for hint in receive:
+            log.debug(
+                "mdns hint",
+                extra={"peer": hint.peer_id.short if hint.peer_id else "-", "url": hint.url},
+            )
+            swarm.add_hints([hint])
+
+
+async def _reload_policy(swarm: Swarm, database: Database) -> None:
+    """Pick up blocks and allows written by `lightbox-node block` while the node runs."""
+    while True:
+        await trio.sleep(POLICY_RELOAD_S)
+        policy = await trio.to_thread.run_sync(
+            lambda: load_policy(database, allowlist_only=swarm.policy.allowlist_only)
+        )
+        swarm.replace_policy(policy)

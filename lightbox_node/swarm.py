@@ -223,11 +223,16 @@ class Swarm:
         """Republish this node's record now (free slots or tasks changed)."""
         self._republish.set()
 
-    def block(self, peer: PeerId, reason: str) -> None:
-        """Defederate a peer: close its link and drop its record (persisting is the caller's)."""
-        self.policy.block(peer, reason, self._wall_ms() / 1000)
-        self.store.remove(peer)
-        self._close(peer, f"blocked: {reason}")
+    def replace_policy(self, policy: PeerPolicy) -> None:
+        """Adopt a new block/allow list: refused peers lose their link and their record."""
+        self.policy = policy
+        for peer in list(self._links):
+            why = policy.why_refused(peer)
+            if why is not None:
+                self._close(peer, why)
+        for record in self.records():
+            if record.author != self.peer_id and policy.why_refused(record.author) is not None:
+                self.store.remove(record.author)
 
     # -- running ------------------------------------------------------------------------------
 
@@ -424,7 +429,9 @@ class Swarm:
                 self._observe(action)
             elif isinstance(action, RecordAccepted):
                 record = action.record
-                if record.author != self.peer_id:
+                if self.policy.why_refused(record.author) is not None:
+                    self.store.remove(record.author)  # defederated: never in our view
+                elif record.author != self.peer_id:
                     log.debug("record", extra={"author": record.author.short, "seq": record.seq})
             elif isinstance(action, RecordRemoved):
                 log.debug(

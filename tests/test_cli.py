@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import socket
 import stat
 import subprocess
-import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,75 +16,31 @@ from pathlib import Path
 import pytest
 
 from lightbox_node.identity import PeerId
+from tests.node_process import EXE, NodeProcess, clean_env
 
-EXE = str(Path(sys.executable).parent / "lightbox-node")
 SUBCOMMANDS = ("init", "id", "config", "run")
 
 
 def cli(*args: str, data_dir: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTBOX_")}
     return subprocess.run(
         [EXE, *args, "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=env,
+        env=clean_env(),
         check=False,
     )
 
 
-def read_line_with(proc: subprocess.Popen[str], prefix: str, timeout: float) -> str:
-    """Read stdout until a line starting with `prefix`, failing clearly on exit or timeout.
-
-    A reader thread, not select(): the text wrapper buffers lines that select cannot see.
-    """
-    assert proc.stdout is not None
-    lines: queue.Queue[str] = queue.Queue()
-    stdout = proc.stdout
-    threading.Thread(target=lambda: [lines.put(ln) for ln in stdout], daemon=True).start()
-    deadline = time.monotonic() + timeout
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            line = lines.get(timeout=min(left, 0.2))
-        except queue.Empty:
-            if proc.poll() is not None:
-                break
-            continue
-        if line.startswith(prefix):
-            return line[len(prefix) :].strip()
-    proc.kill()
-    err = proc.stderr.read() if proc.stderr else ""
-    proc.wait()
-    raise AssertionError(f"no {prefix!r} line; exit={proc.returncode}; stderr:\n{err}")
-
-
 @pytest.fixture
-def running_node(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTBOX_")}
-    proc = subprocess.Popen(
-        [
-            EXE,
-            "run",
-            "--data-dir",
-            str(tmp_path),
-            "--http-port",
-            "0",
-            "--p2p-port",
-            "0",
-            "--no-mdns",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+def running_node(tmp_path: Path) -> Iterator[tuple[NodeProcess, str, Path]]:
+    node = NodeProcess(
+        ["run", "--data-dir", str(tmp_path), "--http-port", "0", "--p2p-port", "0", "--no-mdns"]
     )
     try:
-        editor = read_line_with(proc, "editor:", timeout=30)
-        yield proc, editor, tmp_path
+        yield node, node.line("editor:"), tmp_path
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        node.stop(signal.SIGKILL)
 
 
 def test_help_works_for_every_subcommand() -> None:
@@ -144,14 +97,17 @@ def test_run_with_the_http_port_taken_fails_with_a_clear_message(tmp_path: Path)
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = cli("run", "--http-port", str(port), "--no-mdns", data_dir=tmp_path)
+        result = cli(
+            "run", "--http-port", str(port), "--p2p-port", "0", "--no-mdns", data_dir=tmp_path
+        )
     assert result.returncode == 1, result.stderr
     assert f"127.0.0.1:{port}" in result.stderr and "--http-port" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_run_serves_status_and_editor_then_exits_0_on_sigterm(running_node) -> None:
-    proc, editor, data = running_node
+    node, editor, data = running_node
+    proc = node.proc
     peer_id = (data / "node.key").read_text().split("peer id: ")[1].split()[0]
     with urllib.request.urlopen(editor + "api/v1/status", timeout=10) as response:
         status = json.load(response)
@@ -167,7 +123,8 @@ def test_run_serves_status_and_editor_then_exits_0_on_sigterm(running_node) -> N
 
 
 def test_run_exits_0_on_sigint_within_two_seconds(running_node) -> None:
-    proc, _, _ = running_node
+    node, _, _ = running_node
+    proc = node.proc
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=5) == 0
@@ -175,18 +132,14 @@ def test_run_exits_0_on_sigint_within_two_seconds(running_node) -> None:
 
 
 def test_run_logs_one_json_object_per_line_when_asked(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTBOX_")}
-    env["LIGHTBOX_LOG_JSON"] = "true"
-    proc = subprocess.Popen(
-        [EXE, "run", "--data-dir", str(tmp_path), "--http-port", "0", "--no-mdns"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+    node = NodeProcess(
+        ["run", "--data-dir", str(tmp_path), "--http-port", "0", "--p2p-port", "0", "--no-mdns"],
+        env=clean_env(LIGHTBOX_LOG_JSON="true"),
     )
-    read_line_with(proc, "editor:", timeout=30)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=5)
+    node.line("editor:")
+    assert node.stop() == 0
+    assert node.proc.stderr is not None
+    err = node.proc.stderr.read()
     records = [json.loads(line) for line in err.splitlines() if line.strip()]
     assert any(r["msg"] == "node ready" and r["level"] == "info" for r in records)
     assert all({"ts", "level", "logger", "msg"} <= r.keys() for r in records)

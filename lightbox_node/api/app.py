@@ -1,6 +1,6 @@
 """The ASGI application: `/api/v1` for tools, the static editor at `/`.
 
-The app reads node state only through the callables it is given, so it can be tested
+The app reads node state only through the narrow views it is given, so it can be tested
 without a running node and never reaches into the node's internals.
 """
 
@@ -10,12 +10,19 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+
+from lightbox_node.errors import PeerIdError
+from lightbox_node.gossip.records import CapabilityRecord
+from lightbox_node.gossip.scores import ScoreRow
+from lightbox_node.identity import PeerId
+from lightbox_node.swarm import PeerRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,23 +37,84 @@ class NodeStatus:
     uptime_s: float
 
 
+class NetworkView(Protocol):
+    """What the API may see of the peer network."""
+
+    def peer_rows(self) -> list[PeerRow]: ...
+
+    def score_table(self) -> list[ScoreRow]: ...
+
+
 def web_static_dir() -> Path:
     """The editor's files, whether run from a checkout or an installed wheel."""
     return Path(str(resources.files("lightbox_node.web_static")))
 
 
-def create_app(status: Callable[[], NodeStatus]) -> Starlette:
+def record_json(record: CapabilityRecord | None, *, with_tasks: bool) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    tasks = record.plain_tasks()
+    return {
+        "seq": record.seq,
+        "issued_at_ms": record.issued_at_ms,
+        "expires_at_ms": record.expires_at_ms,
+        "roles": list(record.roles),
+        "addresses": list(record.addresses),
+        "free_slots": record.free_slots,
+        "version": record.version,
+        "task_names": [task["name"] for task in tasks],
+        **({"tasks": tasks} if with_tasks else {}),
+    }
+
+
+def peer_json(row: PeerRow, *, with_tasks: bool = False) -> dict[str, Any]:
+    return {
+        "peer_id": row.peer_id,
+        "linked": row.linked,
+        "address": row.address,
+        "liveness": row.liveness,
+        "score": row.score,
+        "record": record_json(row.record, with_tasks=with_tasks),
+    }
+
+
+def _error(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status)
+
+
+def create_app(status: Callable[[], NodeStatus], network: NetworkView) -> Starlette:
     async def get_status(request: Request) -> JSONResponse:
         return JSONResponse(asdict(status()))
 
-    async def not_found(request: Request) -> JSONResponse:
-        return JSONResponse(
-            {"error": "not_found", "detail": f"no API endpoint {request.url.path}"}, 404
+    async def list_peers(request: Request) -> JSONResponse:
+        return JSONResponse({"peers": [peer_json(row) for row in network.peer_rows()]})
+
+    async def get_peer(request: Request) -> JSONResponse:
+        text = request.path_params["peer_id"]
+        try:
+            wanted = str(PeerId.parse(text))
+        except PeerIdError as exc:
+            return _error(400, "bad_peer_id", str(exc))
+        row = next((r for r in network.peer_rows() if r.peer_id == wanted), None)
+        if row is None:
+            return _error(404, "unknown_peer", f"no live record or link for peer {wanted}")
+        scores = next((s for s in network.score_table() if str(s.peer) == wanted), None)
+        body = peer_json(row, with_tasks=True)
+        body["score_components"] = (
+            {k: v for k, v in asdict(scores).items() if k not in ("peer", "address")}
+            if scores
+            else None
         )
+        return JSONResponse(body)
+
+    async def not_found(request: Request) -> JSONResponse:
+        return _error(404, "not_found", f"no API endpoint {request.url.path}")
 
     return Starlette(
         routes=[
             Route("/api/v1/status", get_status),
+            Route("/api/v1/peers", list_peers),
+            Route("/api/v1/peers/{peer_id}", get_peer),
             Route("/api/{rest:path}", not_found),
             Mount("/", StaticFiles(directory=web_static_dir(), html=True), name="editor"),
         ]

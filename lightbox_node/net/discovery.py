@@ -18,11 +18,11 @@ import trio
 
 from lightbox_node.errors import ConfigError, PeerIdError
 from lightbox_node.identity import PeerId
+from lightbox_node.net.link import LINK_PATH
 
 log = logging.getLogger("lightbox.discovery")
 
 MDNS_SERVICE_TYPE = "_lightbox._tcp.local."
-LINK_PATH = "/lightbox/v1"
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]{1,253}):(?P<port>\d{1,5})$")
 
 

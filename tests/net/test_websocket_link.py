@@ -282,6 +282,13 @@ async def test_dialling_a_port_with_no_listener_fails_with_dial_failed(
         await dial(nursery, f"ws://127.0.0.1:{port}", alice, NETWORK, bob.peer_id)
 
 
+async def test_dialling_something_that_is_not_a_websocket_url_fails_with_dial_failed(
+    nursery: trio.Nursery, alice: Identity, bob: Identity
+) -> None:
+    with pytest.raises(DialFailed, match="ws:"):
+        await dial(nursery, "http://127.0.0.1:1/", alice, NETWORK, bob.peer_id)
+
+
 async def test_dialling_another_path_is_rejected(
     nursery: trio.Nursery, server: Server, alice: Identity, caplog: pytest.LogCaptureFixture
 ) -> None:
