@@ -58,8 +58,7 @@ async def main(rounds: int) -> None:
         for count in plan:
             await _count_then_ack(websocket.get_message, websocket.send_message, count)
 
-    for size, count in SIZES:
-        plan += [count] * rounds
+    plan += [count for _, count in SIZES for _ in range(rounds)]
 
     link_rates: dict[int, list[float]] = {size: [] for size, _ in SIZES}
     raw_rates: dict[int, list[float]] = {size: [] for size, _ in SIZES}

@@ -10,6 +10,7 @@ import argparse
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ from lightbox_node.config import (
     parse_assignments,
     render_config_file,
 )
-from lightbox_node.errors import LightboxError
-from lightbox_node.identity import Identity, load_or_create
+from lightbox_node.errors import ConfigError, LightboxError
+from lightbox_node.identity import Identity, PeerId, load_or_create
 from lightbox_node.logs import configure_logging
 
 log = logging.getLogger("lightbox.cli")
@@ -78,6 +79,26 @@ def _build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="print the effective configuration",
         description="Print every setting's effective value after file, environment and flags.",
+    )
+    for name, verb in (("block", "refuse"), ("allow", "allow"), ("unblock", "forget")):
+        decide = commands.add_parser(
+            name,
+            parents=[common],
+            help=f"{verb} a peer by id (persisted; a running node applies it within seconds)",
+            description={
+                "block": "Defederate a peer: close its links, drop its records, refuse it.",
+                "allow": "Allow a peer (lifts a block; with allowlist_only, admits it).",
+                "unblock": "Remove any block or allow entry for a peer.",
+            }[name],
+        )
+        decide.add_argument("peer_id", help="the peer's id (lb1…)")
+        if name != "unblock":
+            decide.add_argument("--reason", default="", help="why, for whoever reads the list")
+    commands.add_parser(
+        "policy",
+        parents=[common],
+        help="list blocked and allowed peers",
+        description="List the block/allow entries in this node's database.",
     )
     run = commands.add_parser(
         "run",
@@ -189,7 +210,59 @@ def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
     return found
 
 
-_COMMANDS = {"init": _cmd_init, "id": _cmd_id, "config": _cmd_config, "run": _cmd_run}
+def _cmd_policy_change(config: NodeConfig, args: argparse.Namespace) -> int:
+    from lightbox_node.gossip.peer_policy import (
+        PolicyEntry,
+        Verdict,
+        delete_entry,
+        save_entry,
+    )
+    from lightbox_node.store import open_database
+
+    peer = PeerId.parse(args.peer_id)
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    database = open_database(config.database_file)
+    try:
+        if args.command == "unblock":
+            delete_entry(database, peer)
+            print(f"{peer}: no longer blocked or allowed")
+            return 0
+        verdict = Verdict.BLOCK if args.command == "block" else Verdict.ALLOW
+        try:
+            entry = PolicyEntry(peer, verdict, args.reason, time.time())
+        except ValueError as exc:
+            raise ConfigError(f"--reason: {exc}") from None
+        save_entry(database, entry)
+        print(f"{peer}: {verdict.value}ed" + (f" ({args.reason})" if args.reason else ""))
+        return 0
+    finally:
+        database.close()
+
+
+def _cmd_policy(config: NodeConfig) -> int:
+    from lightbox_node.gossip.peer_policy import load_policy
+    from lightbox_node.store import open_database
+
+    database = open_database(config.database_file)
+    try:
+        entries = load_policy(database).entries()
+    finally:
+        database.close()
+    if not entries:
+        print("no peers are blocked or allowed")
+    for entry in entries:
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(entry.decided_at or 0))
+        print(f"{entry.verdict.value:<6} {entry.peer}  {when}  {entry.reason}")
+    return 0
+
+
+_COMMANDS = {
+    "init": _cmd_init,
+    "id": _cmd_id,
+    "config": _cmd_config,
+    "run": _cmd_run,
+    "policy": _cmd_policy,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -197,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = _config_from_args(args)
         configure_logging(config.log_level, config.log_json)
+        if args.command in ("block", "allow", "unblock"):
+            return _cmd_policy_change(config, args)
         return _COMMANDS[args.command](config)
     except LightboxError as exc:
         print(f"lightbox-node: error: {exc}", file=sys.stderr)

@@ -192,6 +192,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _setting("bootstrap", "Bootstrap peers as PEER_ID@HOST:PORT.", _text_list()),
     _setting("mdns", "Discover peers on the LAN with mDNS.", _bool()),
+    _setting(
+        "allowlist_only",
+        "Link only with peers allowed by `lightbox-node allow` (a closed federation).",
+        _bool(),
+    ),
     _setting("target_links", "Keep at least this many peer links up.", _int_in(1, 256)),
     _setting(
         "record_ttl_s",
@@ -221,6 +226,7 @@ class NodeConfig:
     http_port: int = 7451
     bootstrap: tuple[str, ...] = ()
     mdns: bool = True
+    allowlist_only: bool = False
     target_links: int = 8
     record_ttl_s: float = 30.0
     models_dir: Path | None = None

@@ -59,7 +59,9 @@ async def run_node(
         await trio.to_thread.run_sync(
             setdefault_meta, database, "first_started_at", str(started_at)
         )
-        policy = await trio.to_thread.run_sync(load_policy, database)
+        policy = await trio.to_thread.run_sync(
+            lambda: load_policy(database, allowlist_only=config.allowlist_only)
+        )
 
         async def dial_hint(nursery: trio.Nursery, hint: PeerHint) -> PeerLink:
             return await dial(nursery, hint.url, identity, config.network, hint.peer_id)

@@ -18,7 +18,7 @@ import pytest
 from lightbox_node.identity import PeerId
 from tests.node_process import EXE, NodeProcess, clean_env
 
-SUBCOMMANDS = ("init", "id", "config", "run")
+SUBCOMMANDS = ("init", "id", "config", "run", "block", "allow", "unblock", "policy")
 
 
 def cli(*args: str, data_dir: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:

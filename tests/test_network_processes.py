@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.node_process import NodeProcess
+from tests.node_process import EXE, NodeProcess, clean_env
 
 RECORD_TTL_S = 4
 
@@ -31,7 +32,7 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
 
 
 class Node:
-    def __init__(self, data_dir: Path, bootstrap: str | None) -> None:
+    def __init__(self, data_dir: Path, *bootstrap: str | None, p2p_port: str = "0") -> None:
         args = [
             "run",
             "--data-dir",
@@ -39,13 +40,14 @@ class Node:
             "--http-port",
             "0",
             "--p2p-port",
-            "0",
+            p2p_port,
             "--no-mdns",
             "--set",
             f"record_ttl_s={RECORD_TTL_S}",
         ]
-        if bootstrap:
-            args += ["--bootstrap", bootstrap]
+        for entry in bootstrap:
+            if entry:
+                args += ["--bootstrap", entry]
         self.process = NodeProcess(args)
         self.proc = self.process.proc
         self.peer_id = self.process.line("peer id:")
@@ -100,3 +102,48 @@ def test_five_processes_converge_and_drop_a_killed_one(five_nodes: list[Node]) -
         )
     for node in survivors:  # the chain was broken at node 2, yet the rest stay connected
         assert node.known_peers() == everyone - {node.peer_id, victim.peer_id}
+
+
+def test_a_blocked_peer_is_cut_off_at_once_and_stays_blocked_after_restart(
+    tmp_path: Path,
+) -> None:
+    first = Node(tmp_path / "a", None)
+    second = Node(tmp_path / "b", first.bootstrap_entry)
+    try:
+        wait_for(lambda: second.peer_id in first.known_peers(), 30, "the two nodes to link")
+        blocked = subprocess.run(
+            [EXE, "block", second.peer_id, "--reason", "spam", "--data-dir", str(tmp_path / "a")],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            check=False,
+            timeout=30,
+        )
+        assert blocked.returncode == 0, blocked.stderr
+        wait_for(lambda: second.peer_id not in first.known_peers(), 15, "the block to apply")
+        listed = subprocess.run(
+            [EXE, "policy", "--data-dir", str(tmp_path / "a")],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            check=False,
+            timeout=30,
+        )
+        assert f"block  {second.peer_id}" in listed.stdout and "spam" in listed.stdout
+
+        # Restart with the same key and policy; a third node links to both, so each learns
+        # the other's record and address through it: the block must hold against both paths.
+        first.stop()
+        first = Node(tmp_path / "a", None)
+        third = Node(tmp_path / "c", first.bootstrap_entry, second.bootstrap_entry)
+        everyone_else = {first.peer_id, second.peer_id}
+        wait_for(lambda: third.known_peers() == everyone_else, 30, "the third node to link both")
+        wait_for(lambda: first.peer_id in second.known_peers(), 30, "the blocked side to learn")
+        time.sleep(RECORD_TTL_S)  # time for the blocked node to dial the address it learnt
+        assert first.known_peers() == {third.peer_id}
+        first_view = get_json(first.editor + "api/v1/peers")["peers"]
+        assert all(row["peer_id"] != second.peer_id for row in first_view)
+        third.stop()
+    finally:
+        first.stop()
+        second.stop()
