@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -110,6 +110,16 @@ class _Hint:
     """Bootstrap hints are never forgotten."""
 
 
+class ProtocolHandler(Protocol):
+    """A shell-level protocol carried over peer links (e.g. "jobs"); called from link tasks."""
+
+    def link_up(self, peer: PeerId) -> None: ...
+
+    def link_down(self, peer: PeerId) -> None: ...
+
+    def message(self, peer: PeerId, body: Any) -> None: ...
+
+
 Dialer = Callable[[trio.Nursery, PeerHint], Awaitable[PeerLink]]
 """How the swarm opens a link for a hint (a WebSocket dial, or a memory pair in tests)."""
 
@@ -157,6 +167,7 @@ class Swarm:
         )
         self._liveness: Liveness | None = None
         self._links: dict[PeerId, _Link] = {}
+        self._protocols: dict[str, ProtocolHandler] = {}
         self._hints: dict[str, _Hint] = {}
         self._seq = 0
         self._republish = trio.Event()
@@ -208,6 +219,18 @@ class Swarm:
                 self._hints[hint.url] = _Hint(hint, pinned=pinned)
             elif pinned:
                 known.pinned = True
+
+    def register(self, protocol: str, handler: ProtocolHandler) -> None:
+        """Route messages of `protocol` to `handler`, and tell it when links come and go."""
+        if protocol in ("gossip", "swim", "px") or protocol in self._protocols:
+            raise ValueError(f"protocol {protocol!r} is already handled")
+        self._protocols[protocol] = handler
+        for peer in self._links:
+            handler.link_up(peer)
+
+    def send(self, peer: PeerId, protocol: str, body: Any) -> bool:
+        """Queue a message for `peer`; False if there is no link or its queue is full."""
+        return self._send(peer, protocol, body)
 
     def adopt(self, link: PeerLink) -> None:
         """Serve a link that the other side opened, in this swarm's own nursery."""
@@ -281,6 +304,8 @@ class Swarm:
                     if self._liveness is not None:
                         self._apply(self._liveness.add_member(peer, trio.current_time()))
                     self._send_peer_exchange(peer)
+                    for handler in self._protocols.values():
+                        handler.link_up(peer)
                     await self._receive_loop(peer, link)
                     nursery.cancel_scope.cancel()
         finally:
@@ -290,6 +315,8 @@ class Swarm:
                 if self._liveness is not None:
                     self._liveness.remove_member(peer)
                 self.scores.forget_address(peer)
+                for handler in self._protocols.values():
+                    handler.link_down(peer)
                 log.info("link down", extra={"peer": peer.short})
             outbox_send.close()
             with trio.CancelScope(shield=True):
@@ -318,6 +345,8 @@ class Swarm:
                 self._apply(self._liveness.receive(peer, body, now))
             elif protocol == "px":
                 self._receive_peer_exchange(peer, body)
+            elif protocol in self._protocols:
+                self._protocols[protocol].message(peer, body)
             else:
                 log.debug(
                     "ignoring unknown protocol",
@@ -445,16 +474,18 @@ class Swarm:
             elif isinstance(action, MemberAlive):
                 log.debug("peer alive again", extra={"peer": action.peer.short})
 
-    def _send(self, peer: PeerId, protocol: str, body: Any) -> None:
+    def _send(self, peer: PeerId, protocol: str, body: Any) -> bool:
         entry = self._links.get(peer)
         if entry is None:
-            return
+            return False
         try:
             entry.outbox.send_nowait(pack([protocol, body], MESSAGE_LIMITS))
         except trio.WouldBlock:
             log.debug("send queue full; message dropped", extra={"peer": peer.short})
+            return False
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
+            return False
+        return True
 
     def _observe(self, event: PeerEvent) -> None:
         self.scores.observe(event, trio.current_time())
