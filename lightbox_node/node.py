@@ -26,8 +26,8 @@ from lightbox_node.swarm import Swarm, SwarmParams
 
 log = logging.getLogger("lightbox.node")
 
-SHUTDOWN_GRACE_S = 1.5
-"""How long services get to finish after shutdown is asked, before they are cancelled."""
+SHUTDOWN_GRACE_S = 1.0
+"""How long the HTTP server gets to finish its requests after shutdown is asked."""
 
 POLICY_RELOAD_S = 5.0
 """How often the peer block/allow list is re-read, so `lightbox-node block` takes effect."""
@@ -88,42 +88,46 @@ async def run_node(
                 uptime_s=round(wall_clock() - started_at, 3),
             )
 
-        async with trio.open_nursery() as nursery:
-            p2p_port = await nursery.start(
-                serve_links,
-                swarm.serve_link,
-                config.listen_host,
-                config.p2p_port,
-                identity,
-                config.network,
-            )
-            p2p_url = link_url(_advertised_host(config.listen_host), p2p_port)
-            swarm.addresses = (p2p_url,)
-            await nursery.start(swarm.run)
-            if config.mdns:
-                nursery.start_soon(_discover_on_lan, swarm, config, p2p_port)
-            nursery.start_soon(_reload_policy, swarm, database)
-            editor_url = await nursery.start(
-                serve_http,
-                create_app(status, swarm),
-                config.http_host,
-                config.http_port,
-                shutdown,
-            )
-            ready = NodeReady(str(identity.peer_id), editor_url, p2p_url)
-            log.info(
-                "node ready",
-                extra={
-                    "peer_id": ready.peer_id,
-                    "roles": ",".join(config.roles),
-                    "editor": editor_url,
-                    "p2p": p2p_url,
-                },
-            )
-            task_status.started(ready)
-            await shutdown.wait()
-            log.info("shutting down")
-            nursery.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE_S
+        # HTTP lives in the outer nursery so it can finish its requests after shutdown;
+        # everything else is cancelled the moment shutdown is asked.
+        async with trio.open_nursery() as outer:
+            async with trio.open_nursery() as services:
+                p2p_port = await services.start(
+                    serve_links,
+                    swarm.serve_link,
+                    config.listen_host,
+                    config.p2p_port,
+                    identity,
+                    config.network,
+                )
+                p2p_url = link_url(_advertised_host(config.listen_host), p2p_port)
+                swarm.addresses = (p2p_url,)
+                await services.start(swarm.run)
+                if config.mdns:
+                    services.start_soon(_discover_on_lan, swarm, config, p2p_port)
+                services.start_soon(_reload_policy, swarm, database)
+                editor_url = await outer.start(
+                    serve_http,
+                    create_app(status, swarm),
+                    config.http_host,
+                    config.http_port,
+                    shutdown,
+                )
+                ready = NodeReady(str(identity.peer_id), editor_url, p2p_url)
+                log.info(
+                    "node ready",
+                    extra={
+                        "peer_id": ready.peer_id,
+                        "roles": ",".join(config.roles),
+                        "editor": editor_url,
+                        "p2p": p2p_url,
+                    },
+                )
+                task_status.started(ready)
+                await shutdown.wait()
+                log.info("shutting down")
+                services.cancel_scope.cancel()
+            outer.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE_S
     finally:
         database.close()
 

@@ -23,6 +23,7 @@ from lightbox_node.net.link import LINK_PATH
 log = logging.getLogger("lightbox.discovery")
 
 MDNS_SERVICE_TYPE = "_lightbox._tcp.local."
+MDNS_CLOSE_GRACE_S = 0.3
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]{1,253}):(?P<port>\d{1,5})$")
 
 
@@ -141,5 +142,7 @@ async def run_mdns(
         finally:
             browser.cancel()
     finally:
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(zc.close)
+        # Goodbye packets are a courtesy: give them a moment, never hold up shutdown.
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + MDNS_CLOSE_GRACE_S
+            await trio.to_thread.run_sync(zc.close, abandon_on_cancel=True)
