@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lightbox_node.errors import ConfigError
+from lightbox_node.errors import ConfigError, PeerIdError
+from lightbox_node.identity import PeerId
 
 ROLES = ("queue", "gpu", "registry")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -154,6 +155,23 @@ def _text_list() -> tuple[Callable[[str], Any], Callable[[Any], Any], str]:
     return parse, check, "a list of strings (comma-separated in the environment)"
 
 
+def _peer_list() -> tuple[Callable[[str], Any], Callable[[Any], Any], str]:
+    def check(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list | tuple) or any(type(v) is not str for v in value):
+            raise ValueError("expected a list of peer ids")
+        for text in value:
+            try:
+                PeerId.parse(text)
+            except PeerIdError as exc:
+                raise ValueError(str(exc)) from None
+        return tuple(value)
+
+    def parse(text: str) -> tuple[str, ...]:
+        return check([part.strip() for part in text.split(",") if part.strip()])
+
+    return parse, check, "a list of peer ids (lb1…), comma-separated in the environment"
+
+
 def _path() -> tuple[Callable[[str], Any], Callable[[Any], Any], str]:
     def check(value: Any) -> Path:
         if isinstance(value, Path):
@@ -205,6 +223,29 @@ SETTINGS: tuple[Setting, ...] = (
         _number_in(3, 3600),
     ),
     _setting(
+        "attach_to",
+        "Queue nodes this GPU host serves, by peer id; empty: its own queue role if it has "
+        "one, else every linked queue node.",
+        _peer_list(),
+    ),
+    _setting("gpu_slots", "Jobs this GPU host runs at once.", _int_in(1, 64)),
+    _setting(
+        "test_tasks",
+        "Offer the built-in test tasks (noop, sleep, echo, fail) on this GPU host.",
+        _bool(),
+    ),
+    _setting(
+        "federated_priority",
+        "Priority (0-1000) of jobs forwarded by other queue nodes; the paper used 400. "
+        "Scaled down further for forwarders with a poor peer score.",
+        _number_in(0, 1000),
+    ),
+    _setting(
+        "job_retention_s",
+        "How long a finished job's inputs and results are kept after delivery, in seconds.",
+        _number_in(0, 365 * 86400),
+    ),
+    _setting(
         "models_dir", "Folder of model catalog TOML files; unset uses the bundled catalog.", _path()
     ),
     _setting("log_level", "Least severe log level printed.", _choice(LOG_LEVELS)),
@@ -229,6 +270,11 @@ class NodeConfig:
     allowlist_only: bool = False
     target_links: int = 8
     record_ttl_s: float = 30.0
+    attach_to: tuple[str, ...] = ()
+    gpu_slots: int = 1
+    test_tasks: bool = True
+    federated_priority: float = 400.0
+    job_retention_s: float = 86400.0
     models_dir: Path | None = None
     log_level: str = "info"
     log_json: bool = False

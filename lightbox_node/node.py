@@ -7,6 +7,8 @@ listener is bound. Shutdown is one cancel scope: set `shutdown`, and everything 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,11 +18,18 @@ import trio
 from lightbox_node import __version__
 from lightbox_node.api import NodeStatus, create_app, serve_http
 from lightbox_node.config import NodeConfig
+from lightbox_node.dispatch.attach import PROTOCOL as JOBS_PROTOCOL
+from lightbox_node.dispatch.attach import JobsProtocol, run_local_pair
+from lightbox_node.dispatch.host import GpuHost
+from lightbox_node.dispatch.queue import QueueService
+from lightbox_node.dispatch.test_tasks import test_task_runners
 from lightbox_node.gossip.peer_policy import load_policy
-from lightbox_node.identity import Identity
+from lightbox_node.identity import Identity, PeerId
 from lightbox_node.net import dial, serve_links
 from lightbox_node.net.discovery import PeerHint, link_url, parse_bootstrap_list, run_mdns
 from lightbox_node.net.link import PeerLink
+from lightbox_node.sched.scheduler import Scheduler, SchedulerParams
+from lightbox_node.sched.trust import TrustParams
 from lightbox_node.store import BlobStore, Database, open_database, setdefault_meta
 from lightbox_node.swarm import Swarm, SwarmParams
 
@@ -59,6 +68,7 @@ async def run_node(
         await trio.to_thread.run_sync(
             setdefault_meta, database, "first_started_at", str(started_at)
         )
+        api_token = await trio.to_thread.run_sync(_api_token, config)
         policy = await trio.to_thread.run_sync(
             lambda: load_policy(database, allowlist_only=config.allowlist_only)
         )
@@ -106,9 +116,10 @@ async def run_node(
                 if config.mdns:
                     services.start_soon(_discover_on_lan, swarm, config, p2p_port)
                 services.start_soon(_reload_policy, swarm, database)
+                jobs = await _start_dispatch(services, config, identity, swarm, database)
                 editor_url = await outer.start(
                     serve_http,
-                    create_app(status, swarm),
+                    create_app(status, swarm, jobs.queue, api_token=api_token),
                     config.http_host,
                     config.http_port,
                     shutdown,
@@ -130,6 +141,59 @@ async def run_node(
             outer.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE_S
     finally:
         database.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Dispatch:
+    queue: QueueService | None
+    host: GpuHost | None
+
+
+async def _start_dispatch(
+    nursery: trio.Nursery,
+    config: NodeConfig,
+    identity: Identity,
+    swarm: Swarm,
+    database: Database,
+) -> _Dispatch:
+    """The queue role's service and the gpu role's host, attached to each other and to peers."""
+    queue = host = None
+    if "queue" in config.roles:
+        params = SchedulerParams(trust=TrustParams(federated_priority=config.federated_priority))
+        queue = QueueService(
+            identity.peer_id,
+            Scheduler(params),
+            database,
+            BlobStore(config.blob_dir),
+            retention_s=config.job_retention_s,
+        )
+        await nursery.start(queue.run)
+    if "gpu" in config.roles:
+        runners = test_task_runners() if config.test_tasks else {}
+        host = GpuHost(runners, slots=config.gpu_slots)
+        await nursery.start(host.run)
+        swarm.set_tasks(host.task_schemas)
+    protocol = JobsProtocol(
+        swarm, queue, host, frozenset(PeerId.parse(text) for text in config.attach_to)
+    )
+    swarm.register(JOBS_PROTOCOL, protocol)
+    nursery.start_soon(protocol.run)
+    if queue is not None and host is not None and not config.attach_to:
+        await nursery.start(run_local_pair, queue, host, identity.peer_id)
+    return _Dispatch(queue, host)
+
+
+def _api_token(config: NodeConfig) -> str:
+    """The operator's API token, in a 0600 file beside the key; made on first start."""
+    path = config.data_dir / "api.token"
+    try:
+        return path.read_text("ascii").strip()
+    except FileNotFoundError:
+        token = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(token + "\n")
+        return token
 
 
 def _advertised_host(listen_host: str) -> str:

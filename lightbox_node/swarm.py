@@ -242,6 +242,11 @@ class Swarm:
         """Close the link to `peer`, if any; the dialer may link again later."""
         self._close(peer, reason)
 
+    def set_tasks(self, tasks: Callable[[], list[dict[str, Any]]]) -> None:
+        """Where this node's record gets the task schemas it advertises; republishes now."""
+        self._tasks = tasks
+        self.capabilities_changed()
+
     def capabilities_changed(self) -> None:
         """Republish this node's record now (free slots or tasks changed)."""
         self._republish.set()

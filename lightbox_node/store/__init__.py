@@ -8,12 +8,21 @@ from sqlite_utils import Database
 from lightbox_node.store.blob_id import BLOB_ID_PREFIX, BlobId, InvalidBlobId
 from lightbox_node.store.blobs import BlobReader, BlobStore, BlobTooLarge, BlobWriter
 from lightbox_node.store.database import open_database
+from lightbox_node.store.journal import (
+    JOB_COUNTERS,
+    JOURNAL_LIMITS,
+    JobJournal,
+    TrustRow,
+    TrustStore,
+)
 from lightbox_node.store.migrations import Migration, schema_version
 from lightbox_node.store.node_meta import get_meta, set_meta, setdefault_meta
 from lightbox_node.store.schema import LATEST_SCHEMA_VERSION, MIGRATIONS
 
 __all__ = [
     "BLOB_ID_PREFIX",
+    "JOB_COUNTERS",
+    "JOURNAL_LIMITS",
     "LATEST_SCHEMA_VERSION",
     "MIGRATIONS",
     "BlobId",
@@ -23,7 +32,10 @@ __all__ = [
     "BlobWriter",
     "Database",
     "InvalidBlobId",
+    "JobJournal",
     "Migration",
+    "TrustRow",
+    "TrustStore",
     "get_meta",
     "open_database",
     "schema_version",

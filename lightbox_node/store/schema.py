@@ -7,12 +7,15 @@ reorder one that has shipped, since databases in the field have already applied 
 from __future__ import annotations
 
 from lightbox_node.gossip.peer_policy import create_peer_policy_table
+from lightbox_node.store.journal import create_jobs_tables, create_trust_table
 from lightbox_node.store.migrations import Migration
 from lightbox_node.store.node_meta import create_node_meta_table
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create node_meta", create_node_meta_table),
     Migration(2, "create peer_policy", create_peer_policy_table),
+    Migration(3, "create jobs", create_jobs_tables),
+    Migration(4, "create trust", create_trust_table),
 )
 
 LATEST_SCHEMA_VERSION = len(MIGRATIONS)

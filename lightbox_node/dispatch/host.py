@@ -1,0 +1,236 @@
+"""The GPU host side of dispatch: accept pushed jobs, run them, report progress and results.
+
+A host is attached to one or more queue nodes (over peer links, or in-process when the node
+also has the queue role). It tells each what it runs and how many jobs it runs at once
+(`hello`, then `slots` when that changes: 0 drains the host). The queue node keeps track of
+what it has in flight here and pushes one job more than the slots (prefetch), so the next
+job is already here when one ends and the GPU never idles. Jobs run as trio tasks; a model
+runner moves its heavy work to a worker thread itself, so the node stays responsive.
+Everything a queue sends is checked again here: the queue is another node, so its messages
+are hostile input.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from lightbox_node.dispatch.protocol import (
+    MAX_OUTPUT_BYTES,
+    MAX_PROGRESS_MESSAGE,
+    MAX_REASON,
+    Cancel,
+    Done,
+    Fault,
+    Hello,
+    Progress,
+    Run,
+    Slots,
+    Started,
+    encode,
+    parse_queue_message,
+)
+from lightbox_node.dispatch.test_tasks import TaskFailed, TaskRunner
+from lightbox_node.errors import LightboxError, WireError
+from lightbox_node.identity import PeerId
+from lightbox_node.tasks import InvalidJobInput, validate_inputs
+
+log = logging.getLogger("lightbox.gpu")
+
+Port = Callable[[Any], bool]
+"""Sends one "jobs" body to a queue node; False if it could not be queued."""
+
+PROGRESS_INTERVAL_S = 0.1
+"""At most ten progress messages a second per job; the last one always goes out."""
+
+
+@dataclass(slots=True)
+class _Job:
+    queue: PeerId
+    run: Run
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    cancelled: bool = False
+
+
+class GpuHost:
+    """Runs the tasks of `runners` for the queue nodes attached with `attach`."""
+
+    def __init__(
+        self,
+        runners: Mapping[str, TaskRunner],
+        *,
+        slots: int = 1,
+        prefetch: int = 1,
+    ) -> None:
+        if slots < 0 or prefetch < 0:
+            raise ValueError("a GPU host has at least one slot and a prefetch of zero or more")
+        self.runners = dict(runners)
+        self.slots = slots
+        self.prefetch = prefetch
+        self._queues: dict[PeerId, Port] = {}
+        self._pending: deque[_Job] = deque()
+        self._running: dict[str, _Job] = {}
+        self._nursery: trio.Nursery | None = None
+        self.completed = 0
+        self.faulted = 0
+
+    # -- what the host offers -----------------------------------------------------------------
+
+    def task_schemas(self) -> list[dict[str, Any]]:
+        return [runner.schema.to_wire() for runner in self.runners.values()]
+
+    @property
+    def capacity(self) -> int:
+        """How many more jobs this host takes now: free slots plus the prefetch allowance."""
+        return max(0, self.slots + self.prefetch - len(self._running) - len(self._pending))
+
+    @property
+    def busy_slots(self) -> int:
+        return len(self._running)
+
+    # -- queue nodes --------------------------------------------------------------------------
+
+    def attach(self, queue: PeerId, port: Port) -> None:
+        self._queues[queue] = port
+        port(encode(Hello(self.task_schemas(), self.slots)))
+        log.info("attached to queue node", extra={"queue": queue.short})
+
+    def detach(self, queue: PeerId) -> None:
+        """The queue is gone: its jobs stop (it has re-queued them elsewhere)."""
+        if self._queues.pop(queue, None) is None:
+            return
+        for job in [j for j in self._pending if j.queue == queue]:
+            self._pending.remove(job)
+        for job in [j for j in self._running.values() if j.queue == queue]:
+            job.cancelled = True
+            job.scope.cancel()
+        log.info("detached from queue node", extra={"queue": queue.short})
+
+    def message(self, queue: PeerId, body: Any) -> None:
+        port = self._queues.get(queue)
+        if port is None:
+            return  # not a queue we serve
+        try:
+            message = parse_queue_message(body)
+        except WireError as exc:
+            log.info("bad message from queue", extra={"queue": queue.short, "error": str(exc)})
+            return
+        if isinstance(message, Cancel):
+            self._cancel(queue, message)
+        else:
+            self._accept(queue, port, message)
+
+    def _accept(self, queue: PeerId, port: Port, run: Run) -> None:
+        if run.job_id in self._running or any(j.run.job_id == run.job_id for j in self._pending):
+            return  # a duplicate push; the first one is already here
+        if self.capacity <= 0:
+            port(encode(Fault(run.job_id, run.attempt, "host busy: no free slot")))
+            return
+        self._pending.append(_Job(queue, run))
+        self._start_ready()
+
+    def _cancel(self, queue: PeerId, cancel: Cancel) -> None:
+        for job in list(self._pending):
+            if job.queue == queue and job.run.job_id == cancel.job_id:
+                self._pending.remove(job)
+        job = self._running.get(cancel.job_id)
+        if job is not None and job.queue == queue and job.run.attempt == cancel.attempt:
+            job.cancelled = True
+            job.scope.cancel()
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            self._start_ready()
+            await trio.sleep_forever()
+
+    def _start_ready(self) -> None:
+        if self._nursery is None:
+            return
+        while self._pending and len(self._running) < self.slots:
+            job = self._pending.popleft()
+            self._running[job.run.job_id] = job
+            self._nursery.start_soon(self._run_job, job)
+
+    async def _run_job(self, job: _Job) -> None:
+        run = job.run
+        port = self._queues.get(job.queue)
+        try:
+            if port is None:
+                return
+            outcome = await self._execute(job, port)
+            if outcome is not None and job.queue in self._queues:
+                port(encode(outcome))
+                if isinstance(outcome, Done):
+                    self.completed += 1
+                else:
+                    self.faulted += 1
+        finally:
+            self._running.pop(run.job_id, None)
+            self._start_ready()
+
+    async def _execute(self, job: _Job, port: Port) -> Done | Fault | None:
+        run = job.run
+        runner = self.runners.get(run.task)
+        if runner is None:
+            return Fault(run.job_id, run.attempt, f"this host does not run task {run.task!r}")
+        try:
+            inputs = validate_inputs(runner.schema, run.inputs)
+        except InvalidJobInput as exc:
+            return Fault(run.job_id, run.attempt, f"inputs refused by the host: {exc}"[:MAX_REASON])
+        port(encode(Started(run.job_id, run.attempt)))
+        last_sent = -1.0
+
+        def progress(fraction: float, message: str) -> None:
+            nonlocal last_sent
+            now = time.monotonic()
+            if fraction < 1 and now - last_sent < PROGRESS_INTERVAL_S:
+                return
+            last_sent = now
+            fraction = min(1.0, max(0.0, float(fraction)))
+            port(
+                encode(Progress(run.job_id, run.attempt, fraction, message[:MAX_PROGRESS_MESSAGE]))
+            )
+
+        outputs: list[tuple[str, bytes]] | None = None
+        failure: str | None = None
+        with job.scope:
+            job.scope.deadline = trio.current_time() + run.deadline_s
+            try:
+                outputs = await runner.run(inputs, progress)
+            except TaskFailed as exc:
+                failure = str(exc) or "the task failed"
+            except LightboxError as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # a bug in a runner must not take the host down
+                log.exception("task crashed", extra={"task": run.task, "job": run.job_id})
+                failure = f"the task crashed: {type(exc).__name__}: {exc}"
+        if job.cancelled:
+            return None  # the queue cancelled it (or went away); it expects nothing
+        if job.scope.cancelled_caught:
+            failure = f"ran past its deadline of {run.deadline_s:g} s"
+        if failure is not None:
+            return Fault(run.job_id, run.attempt, failure[:MAX_REASON])
+        assert outputs is not None
+        if sum(len(data) for _, data in outputs) > MAX_OUTPUT_BYTES:
+            return Fault(run.job_id, run.attempt, "result too large to send inline")
+        return Done(run.job_id, run.attempt, outputs)
+
+    def set_slots(self, slots: int) -> None:
+        """Change how many jobs run at once; 0 drains the host (running jobs finish)."""
+        if slots < 0:
+            raise ValueError("slots must be zero or more")
+        self.slots = slots
+        body = encode(Slots(slots))
+        for port in self._queues.values():
+            port(body)
+        self._start_ready()

@@ -1,0 +1,476 @@
+"""The queue node side of dispatch: accept, journal, push to hosts, fan out progress.
+
+The scheduler core decides; this shell carries its actions out. Two rules make it durable:
+a job is in the SQLite journal before `submit` returns (a group commit, so many concurrent
+submissions share one fsync), and a job's final state is in the journal before anyone is
+told, so a crash can lose nothing that was acknowledged and never report a result twice.
+Progress is pushed to watchers as it comes (no polling anywhere); watchers always see the
+latest state, so a slow watcher misses intermediate progress, never the outcome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from lightbox_node.dispatch.protocol import Cancel as CancelMessage
+from lightbox_node.dispatch.protocol import (
+    Done,
+    Fault,
+    Hello,
+    Progress,
+    Run,
+    Slots,
+    Started,
+    encode,
+    parse_host_message,
+)
+from lightbox_node.errors import StoreError, WireError
+from lightbox_node.identity import PeerId
+from lightbox_node.sched.jobs import Job, JobError, JobSpec, UnknownJob, new_job_id
+from lightbox_node.sched.scheduler import CancelOnHost, Dispatch, JobChanged, Scheduler
+from lightbox_node.store import BlobId, BlobStore, Database
+from lightbox_node.store.journal import JobJournal, TrustStore
+from lightbox_node.tasks import InvalidJobInput, TaskSchema, estimate_cost, validate_inputs
+from lightbox_node.tasks.errors import SchemaError
+
+log = logging.getLogger("lightbox.queue")
+
+Port = Callable[[Any], bool]
+
+JOURNAL_IDLE_FLUSH_S = 0.05
+"""Non-final updates (progress, dispatch) are journaled in batches at most this late."""
+
+PURGE_EVERY_S = 600.0
+
+
+class NoSuchTask(JobError):
+    """No attached GPU host offers the task (or the chosen host does not)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """A read-only snapshot of a job for clients (the HTTP API, the dashboard, tests)."""
+
+    job_id: str
+    owner: str
+    task: str
+    state: str
+    progress: float
+    progress_message: str
+    attempts: int
+    faults: tuple[str, ...]
+    results: tuple[str, ...]
+    error: str | None
+    host: str | None
+    submitted_at: float
+    finished_at: float | None
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in ("done", "faulted", "cancelled", "expired")
+
+
+def _copy(job: Job) -> Job:
+    """A snapshot the journal thread can read while the trio thread changes the original."""
+    return dataclasses.replace(
+        job,
+        attempts=[dataclasses.replace(a) for a in job.attempts],
+        faults=list(job.faults),
+        results=list(job.results),
+    )
+
+
+def view_of(job: Job) -> JobView:
+    attempt = job.current_attempt
+    return JobView(
+        job_id=job.job_id,
+        owner=job.spec.owner,
+        task=job.spec.task,
+        state=job.state.value,
+        progress=job.progress,
+        progress_message=job.progress_message,
+        attempts=len(job.attempts),
+        faults=tuple(job.faults),
+        results=tuple(job.results),
+        error=job.error,
+        host=str(attempt.host) if attempt else None,
+        submitted_at=job.spec.submitted_at,
+        finished_at=job.finished_at,
+    )
+
+
+@dataclass(slots=True)
+class _Host:
+    port: Port
+    schemas: dict[str, TaskSchema]
+    free_slots: int = 0
+
+
+@dataclass(slots=True)
+class _PendingAccept:
+    job: Job
+    written: trio.Event
+    error: BaseException | None = None
+
+
+class QueueService:
+    """A queue node's jobs: submission, dispatch to attached hosts, journal, watchers."""
+
+    def __init__(
+        self,
+        peer_id: PeerId,
+        scheduler: Scheduler,
+        database: Database,
+        blobs: BlobStore,
+        *,
+        retention_s: float = 24 * 3600,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.peer_id = peer_id
+        self.scheduler = scheduler
+        self.blobs = blobs
+        self.retention_s = retention_s
+        self._database = database
+        self._journal = JobJournal(database)
+        self._trust_store = TrustStore(database)
+        self._db_lock = trio.Lock()
+        self._wall = wall_clock
+        self._hosts: dict[PeerId, _Host] = {}
+        self._watchers: dict[str, trio.Event] = {}
+        self._accepts: list[_PendingAccept] = []
+        self._updates: dict[str, Job] = {}
+        self._journal_wake = trio.Event()
+        self._tick_wake = trio.Event()
+        self._task_nursery: trio.Nursery | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Restore from the journal, then serve until cancelled."""
+        await self._restore()
+        async with trio.open_nursery() as nursery:
+            self._task_nursery = nursery
+            nursery.start_soon(self._journal_writer)
+            nursery.start_soon(self._ticker)
+            nursery.start_soon(self._purger)
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def _restore(self) -> None:
+        async with self._db_lock:
+            jobs, trust_rows = await trio.to_thread.run_sync(
+                lambda: (self._journal.load_unfinished(), self._trust_store.load())
+            )
+        self.scheduler.ledger.load(trust_rows)
+        for job in jobs:
+            self._apply(self.scheduler.restore(job, self._wall()))
+        if jobs:
+            log.info("restored unfinished jobs from the journal", extra={"jobs": len(jobs)})
+
+    # -- hosts --------------------------------------------------------------------------------
+
+    def attach_host(self, host: PeerId, port: Port) -> None:
+        """A GPU host can now reach us; it says what it runs with `hello`."""
+        self._hosts[host] = _Host(port, {})
+
+    def detach_host(self, host: PeerId) -> None:
+        if self._hosts.pop(host, None) is not None:
+            log.info("host gone", extra={"host": host.short})
+            self._apply(self.scheduler.host_gone(host, self._wall()))
+
+    def host_message(self, host: PeerId, body: Any) -> None:
+        """A "jobs" body from `host`; malformed ones are dropped (and reported by the caller)."""
+        entry = self._hosts.get(host)
+        if entry is None:
+            return
+        try:
+            message = parse_host_message(body)
+        except WireError as exc:
+            log.info("bad message from host", extra={"host": host.short, "error": str(exc)})
+            return
+        now = self._wall()
+        match message:
+            case Hello(tasks, free):
+                entry.schemas = self._read_schemas(host, tasks)
+                entry.free_slots = free
+                self._apply(
+                    self.scheduler.host_available(host, frozenset(entry.schemas), free, now)
+                )
+            case Slots(free):
+                entry.free_slots = free
+                self._apply(
+                    self.scheduler.host_available(host, frozenset(entry.schemas), free, now)
+                )
+            case Started(job_id, attempt):
+                self._apply(self.scheduler.job_started(job_id, host, attempt, now))
+            case Progress(job_id, attempt, fraction, text):
+                self._apply(self.scheduler.job_progress(job_id, host, attempt, fraction, text, now))
+            case Fault(job_id, attempt, reason):
+                self._apply(self.scheduler.job_faulted(job_id, host, attempt, reason, now))
+            case Done(job_id, attempt, outputs):
+                self._store_results(host, job_id, attempt, outputs)
+
+    def _read_schemas(self, host: PeerId, tasks: list[dict[str, Any]]) -> dict[str, TaskSchema]:
+        schemas = {}
+        for wire in tasks:
+            try:
+                schema = TaskSchema.from_wire(wire)
+            except SchemaError as exc:
+                log.info(
+                    "host offers a task with a bad schema",
+                    extra={"host": host.short, "error": str(exc)[:300]},
+                )
+                continue
+            schemas[schema.name] = schema
+        return schemas
+
+    def _store_results(
+        self, host: PeerId, job_id: str, attempt: int, outputs: list[tuple[str, bytes]]
+    ) -> None:
+        async def store() -> None:
+            try:
+                ids = await trio.to_thread.run_sync(
+                    lambda: [str(self.blobs.put(data)) for _, data in outputs]
+                )
+            except StoreError as exc:
+                log.error("cannot store a result", extra={"job": job_id, "error": str(exc)})
+                self._apply(
+                    self.scheduler.job_faulted(
+                        job_id,
+                        host,
+                        attempt,
+                        f"the queue node could not store the result: {exc}",
+                        self._wall(),
+                    )
+                )
+                return
+            self._apply(self.scheduler.job_done(job_id, host, attempt, ids, self._wall()))
+
+        assert self._task_nursery is not None, "the queue service is not running"
+        self._task_nursery.start_soon(store)
+
+    # -- tasks on offer -----------------------------------------------------------------------
+
+    def offered_tasks(self) -> dict[str, TaskSchema]:
+        """Every task some attached host runs (the first host's schema for each name)."""
+        tasks: dict[str, TaskSchema] = {}
+        for entry in self._hosts.values():
+            for name, schema in entry.schemas.items():
+                tasks.setdefault(name, schema)
+        return tasks
+
+    def hosts(self) -> dict[PeerId, tuple[frozenset[str], int]]:
+        return {peer: (frozenset(e.schemas), e.free_slots) for peer, e in self._hosts.items()}
+
+    def _schema_for(self, task: str, host: PeerId | None) -> TaskSchema:
+        if host is not None:
+            entry = self._hosts.get(host)
+            if entry is None or task not in entry.schemas:
+                raise NoSuchTask(
+                    f"host {host.short} is not attached here or does not run {task!r}; "
+                    "pick a host from the list of hosts and their tasks"
+                )
+            return entry.schemas[task]
+        schema = self.offered_tasks().get(task)
+        if schema is None:
+            offered = ", ".join(sorted(self.offered_tasks())) or "none right now"
+            raise NoSuchTask(f"no GPU host here runs {task!r} (tasks on offer: {offered})")
+        return schema
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        owner: str,
+        task: str,
+        inputs: Mapping[str, Any],
+        *,
+        host: PeerId | None = None,
+        federated_from: PeerId | None = None,
+        remote_job_id: str | None = None,
+        peer_score: float = 0.0,
+    ) -> JobView:
+        """Validate, charge trust, journal, queue; returns once the job is durable.
+
+        Raises InvalidJobInput (with every problem), NoSuchTask, TrustExhausted or
+        UserSuspended; nothing is charged or stored when it raises.
+        """
+        schema = self._schema_for(task, host)
+        validated = validate_inputs(schema, inputs)
+        spec = JobSpec(
+            job_id=new_job_id(),
+            owner=owner,
+            origin=self.peer_id,
+            task=task,
+            inputs=validated.to_wire(),
+            cost=estimate_cost(schema, validated),
+            submitted_at=self._wall(),
+            host=host,
+            federated_from=federated_from,
+            remote_job_id=remote_job_id,
+        )
+        actions = self.scheduler.submit(spec, self._wall(), peer_score=peer_score)
+        job = self.scheduler.job(spec.job_id)
+        pending = _PendingAccept(job, trio.Event())
+        self._accepts.append(pending)
+        self._journal_wake.set()
+        await pending.written.wait()
+        if pending.error is not None:
+            self._apply(self.scheduler.cancel(spec.job_id, self._wall()))
+            raise StoreError(f"the job could not be journaled: {pending.error}")
+        self._apply(actions)
+        log.info("job accepted", extra={"job": spec.job_id, "task": task, "cost": spec.cost})
+        return view_of(self.scheduler.job(spec.job_id))
+
+    def job(self, job_id: str) -> JobView:
+        return view_of(self.scheduler.job(job_id))
+
+    def jobs(self) -> list[JobView]:
+        return [view_of(job) for job in self.scheduler.jobs()]
+
+    async def cancel(self, job_id: str) -> JobView:
+        self._apply(self.scheduler.cancel(job_id, self._wall()))
+        return view_of(self.scheduler.job(job_id))
+
+    async def watch(self, job_id: str) -> AsyncIterator[JobView]:
+        """Every change of the job until it ends (latest state wins for a slow reader)."""
+        self.scheduler.job(job_id)  # UnknownJob early
+        last: JobView | None = None
+        while True:
+            event = self._watchers.setdefault(job_id, trio.Event())
+            current = view_of(self.scheduler.job(job_id))
+            if current != last:
+                yield current
+                last = current
+            if current.is_final:
+                return
+            await event.wait()
+
+    async def result(self, job_id: str) -> list[tuple[str, bytes]]:
+        """The outputs of a done job, by name; marks the job delivered (retention starts)."""
+        job = self.scheduler.job(job_id)
+        if job.state.value != "done":
+            raise JobError(f"job {job_id} is {job.state.value}, not done; watch it until it ends")
+        schema_outputs = [o.name for o in self._output_names(job.spec.task)]
+        ids = [BlobId.parse(text) for text in job.results]
+        data = await trio.to_thread.run_sync(lambda: [self.blobs.get(i) for i in ids])
+        async with self._db_lock:
+            await trio.to_thread.run_sync(self._journal.mark_delivered, job_id, self._wall())
+        names = schema_outputs + [f"output{i}" for i in range(len(schema_outputs), len(data))]
+        return list(zip(names, data, strict=False))
+
+    def _output_names(self, task: str) -> list[Any]:
+        schema = self.offered_tasks().get(task)
+        return list(schema.outputs) if schema else []
+
+    # -- carrying out the scheduler's actions -------------------------------------------------
+
+    def _apply(self, actions: list[Any]) -> None:
+        for action in actions:
+            if isinstance(action, Dispatch):
+                self._push(action)
+            elif isinstance(action, CancelOnHost):
+                entry = self._hosts.get(action.host)
+                if entry is not None:
+                    entry.port(encode(CancelMessage(action.job_id, action.attempt_number)))
+            elif isinstance(action, JobChanged):
+                self._changed(action.job)
+        if actions:
+            self._tick_wake.set()  # deadlines may have moved
+
+    def _push(self, dispatch: Dispatch) -> None:
+        job, attempt = dispatch.job, dispatch.attempt
+        entry = self._hosts.get(dispatch.host)
+        deadline_s = max(1.0, attempt.deadline - self._wall())
+        body = encode(
+            Run(job.job_id, attempt.number, job.spec.task, dict(job.spec.inputs), deadline_s)
+        )
+        if entry is None or not entry.port(body):
+            # The link is gone or saturated: the host will be declared gone, or the deadline
+            # re-queues the job; either way nothing waits forever.
+            log.info("could not push a job", extra={"job": job.job_id, "host": dispatch.host.short})
+
+    def _changed(self, job: Job) -> None:
+        self._updates[job.job_id] = job
+        self._journal_wake.set()
+        if not job.state.is_final:
+            self._notify(job.job_id)  # final states are told only once journaled
+
+    def _notify(self, job_id: str) -> None:
+        event = self._watchers.pop(job_id, None)
+        if event is not None:
+            event.set()
+
+    # -- background work ----------------------------------------------------------------------
+
+    async def _journal_writer(self) -> None:
+        """Group commit: whatever accumulated while the last write ran goes in the next."""
+        while True:
+            await self._journal_wake.wait()
+            urgent = self._accepts or any(j.state.is_final for j in self._updates.values())
+            if not urgent:
+                await trio.sleep(JOURNAL_IDLE_FLUSH_S)  # let progress updates batch up
+            self._journal_wake = trio.Event()
+            accepts, self._accepts = self._accepts, []
+            updates, self._updates = self._updates, {}
+            trust_rows = [
+                (r.user, r.trust, r.updated_at, r.suspended, r.reason)
+                for r in self.scheduler.ledger.snapshot()
+            ]
+            try:
+                async with self._db_lock:
+                    await trio.to_thread.run_sync(
+                        self._write,
+                        [_copy(p.job) for p in accepts],
+                        [_copy(job) for job in updates.values()],
+                        trust_rows,
+                    )
+            except (StoreError, OSError) as exc:
+                log.error("journal write failed", extra={"error": str(exc)})
+                for pending in accepts:
+                    pending.error = exc
+            for pending in accepts:
+                pending.written.set()
+            for job in updates.values():
+                if job.state.is_final:
+                    self._notify(job.job_id)
+
+    def _write(self, accepts: list[Job], updates: list[Job], trust_rows: list[Any]) -> None:
+        """Runs in a worker thread, on copies taken in the trio thread (see `_copy`)."""
+        if accepts:
+            self._journal.accept_many(accepts)
+        for job in updates:
+            self._journal.update(job)
+        self._trust_store.save(trust_rows)
+
+    async def _ticker(self) -> None:
+        while True:
+            deadline = self.scheduler.next_deadline()
+            wait = 60.0 if deadline is None else max(0.0, deadline - self._wall())
+            with trio.move_on_after(min(wait, 60.0)):
+                await self._tick_wake.wait()
+            self._tick_wake = trio.Event()
+            self._apply_tick()
+
+    def _apply_tick(self) -> None:
+        self._apply(self.scheduler.tick(self._wall()))
+
+    async def _purger(self) -> None:
+        while True:
+            await trio.sleep(PURGE_EVERY_S)
+            async with self._db_lock:
+                purged = await trio.to_thread.run_sync(
+                    self._journal.purge, self._wall(), self.retention_s
+                )
+            if purged:
+                log.info("purged finished jobs past retention", extra={"jobs": purged})
+
+
+__all__ = ["InvalidJobInput", "JobView", "NoSuchTask", "QueueService", "UnknownJob", "view_of"]
