@@ -20,6 +20,7 @@ from lightbox_node.api import NodeStatus, create_app, serve_http
 from lightbox_node.config import NodeConfig
 from lightbox_node.dispatch.attach import PROTOCOL as JOBS_PROTOCOL
 from lightbox_node.dispatch.attach import JobsProtocol, run_local_pair
+from lightbox_node.dispatch.federation import Federation
 from lightbox_node.dispatch.host import GpuHost
 from lightbox_node.dispatch.queue import QueueService
 from lightbox_node.dispatch.test_tasks import test_task_runners
@@ -170,11 +171,20 @@ async def _start_dispatch(
         await nursery.start(queue.run)
     if "gpu" in config.roles:
         runners = test_task_runners() if config.test_tasks else {}
-        host = GpuHost(runners, slots=config.gpu_slots)
+        host = GpuHost(runners, slots=config.gpu_slots, on_change=swarm.capabilities_changed)
         await nursery.start(host.run)
-        swarm.set_tasks(host.task_schemas)
+        swarm.set_tasks(host.task_schemas, lambda: host.queues)
+    federation = None
+    if queue is not None:
+        federation = Federation(identity, swarm, queue)
+        await nursery.start(federation.run)
+        queue.find_host = federation.ensure_host
     protocol = JobsProtocol(
-        swarm, queue, host, frozenset(PeerId.parse(text) for text in config.attach_to)
+        swarm,
+        queue,
+        host,
+        frozenset(PeerId.parse(text) for text in config.attach_to),
+        federation,
     )
     swarm.register(JOBS_PROTOCOL, protocol)
     nursery.start_soon(protocol.run)

@@ -153,6 +153,7 @@ class Swarm:
         self._rng = rng or random.Random()
         self._wall_ms = wall_ms or (lambda: int(time.time() * 1000))
         self._tasks = tasks
+        self._queues: Callable[[], list[PeerId]] = list
         self._free_slots = free_slots
         self.addresses: tuple[str, ...] = ()
         self.scores = PeerScores(self.params.scores)
@@ -242,9 +243,14 @@ class Swarm:
         """Close the link to `peer`, if any; the dialer may link again later."""
         self._close(peer, reason)
 
-    def set_tasks(self, tasks: Callable[[], list[dict[str, Any]]]) -> None:
-        """Where this node's record gets the task schemas it advertises; republishes now."""
+    def set_tasks(
+        self,
+        tasks: Callable[[], list[dict[str, Any]]],
+        queues: Callable[[], list[PeerId]] = list,
+    ) -> None:
+        """Where this node's record gets its task schemas and the queue nodes it serves."""
         self._tasks = tasks
+        self._queues = queues
         self.capabilities_changed()
 
     def capabilities_changed(self) -> None:
@@ -508,6 +514,7 @@ class Swarm:
             tasks=self._tasks(),
             free_slots=self._free_slots(),
             version=self.version,
+            queues=self._queues()[:16],
             seq=self._seq,
             now_ms=now_ms,
             ttl_ms=int(self.params.record_ttl_s * 1000),

@@ -66,3 +66,67 @@ class NodeProcess:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+def http_json(
+    url: str, *, method: str = "GET", body: object = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict]:
+    """(status, JSON body) of one request; HTTP errors are returned, not raised."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+class RunningNode:
+    """`lightbox-node run` on loopback with free ports, and its HTTP API."""
+
+    def __init__(
+        self, data_dir: Path, *extra: str, bootstrap: tuple[str, ...] = (), roles: str = ""
+    ) -> None:
+        args = [
+            "run",
+            "--data-dir",
+            str(data_dir),
+            "--http-port",
+            "0",
+            "--p2p-port",
+            "0",
+            "--no-mdns",
+            *extra,
+        ]
+        if roles:
+            args += ["--roles", roles]
+        for entry in bootstrap:
+            args += ["--bootstrap", entry]
+        self.data_dir = data_dir
+        self.process = NodeProcess(args)
+        self.proc = self.process.proc
+        self.peer_id = self.process.line("peer id:")
+        self.p2p_address = self.process.line("p2p:").removeprefix("ws://").split("/")[0]
+        self.editor = self.process.line("editor:")
+
+    @property
+    def bootstrap_entry(self) -> str:
+        return f"{self.peer_id}@{self.p2p_address}"
+
+    def api(
+        self, path: str, *, method: str = "GET", body: object = None, user: str = "alice"
+    ) -> tuple[int, dict]:
+        token = (self.data_dir / "api.token").read_text().strip()
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "X-Lightbox-User": user,
+            "Content-Type": "application/json",
+        }
+        return http_json(self.editor + "api/v1/" + path, method=method, body=body, headers=headers)
+
+    def stop(self) -> int:
+        return self.process.stop()

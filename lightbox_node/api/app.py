@@ -10,6 +10,7 @@ import base64
 import hmac
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -242,6 +243,21 @@ def create_app(
             {"outputs": {name: base64.b64encode(data).decode() for name, data in outputs}}
         )
 
+    async def get_trust(request: Request) -> JSONResponse:
+        service = require_queue(request)
+        user = request.path_params["user"]
+        if not _USER.fullmatch(user):
+            raise _HttpError(400, "bad_user", "user names are 1-64 of a-z 0-9 . _ -")
+        ledger, now = service.scheduler.ledger, time.time()
+        return JSONResponse(
+            {
+                "user": user,
+                "trust": ledger.trust(user, now),
+                "suspended": ledger.is_suspended(user),
+                "recovery_eta_s": ledger.recovery_eta(user, now),
+            }
+        )
+
     async def not_found(request: Request) -> JSONResponse:
         return _error(404, "not_found", f"no API endpoint {request.url.path}")
 
@@ -259,6 +275,7 @@ def create_app(
             Route("/api/v1/jobs/{job_id}", get_job),
             Route("/api/v1/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
             Route("/api/v1/jobs/{job_id}/result", job_result),
+            Route("/api/v1/trust/{user}", get_trust),
             Route("/api/{rest:path}", not_found),
             Mount("/", StaticFiles(directory=web_static_dir(), html=True), name="editor"),
         ],

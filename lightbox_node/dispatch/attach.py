@@ -15,6 +15,7 @@ from typing import Any
 
 import trio
 
+from lightbox_node.dispatch.federation import Federation
 from lightbox_node.dispatch.host import GpuHost
 from lightbox_node.dispatch.queue import QueueService
 from lightbox_node.identity import PeerId
@@ -24,6 +25,7 @@ log = logging.getLogger("lightbox.dispatch")
 
 PROTOCOL = "jobs"
 _TO_HOST = frozenset({"run", "cancel"})
+_FEDERATION = frozenset({"fsubmit", "fcancel", "fhost"})
 ATTACH_CHECK_S = 1.0
 LOCAL_QUEUE_SIZE = 4096
 
@@ -37,10 +39,12 @@ class JobsProtocol:
         queue: QueueService | None,
         host: GpuHost | None,
         attach_to: frozenset[PeerId] = frozenset(),
+        federation: Federation | None = None,
     ) -> None:
         self.swarm = swarm
         self.queue = queue
         self.host = host
+        self.federation = federation
         self.attach_to = attach_to
         self._attached: set[PeerId] = set()
         self._hosts_seen: set[PeerId] = set()
@@ -54,6 +58,8 @@ class JobsProtocol:
         self._maybe_attach(peer)
 
     def link_down(self, peer: PeerId) -> None:
+        if self.federation is not None:
+            self.federation.link_down(peer)
         if self.queue is not None and peer in self._hosts_seen:
             self._hosts_seen.discard(peer)
             self.queue.detach_host(peer)
@@ -69,10 +75,24 @@ class JobsProtocol:
             return
         if self.queue is None:
             return
+        if tag in _FEDERATION:
+            self._federation_message(peer, tag, body)
+            return
         if tag == "hello" and peer not in self._hosts_seen:
             self._hosts_seen.add(peer)
             self.queue.attach_host(peer, self.port_to(peer))
         self.queue.host_message(peer, body)
+
+    def _federation_message(self, peer: PeerId, tag: str, body: list[Any]) -> None:
+        if self.federation is None:
+            return
+        if tag == "fsubmit":
+            score = self.swarm.scores.score(peer, trio.current_time())
+            self.federation.submit_from(peer, body, score)
+        elif tag == "fcancel":
+            self.federation.cancel_from(peer, body)
+        else:
+            self.federation.from_serving_queue(peer, body)
 
     # -- attaching the GPU host to remote queues ----------------------------------------------
 

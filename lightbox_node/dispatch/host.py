@@ -67,6 +67,7 @@ class GpuHost:
         *,
         slots: int = 1,
         prefetch: int = 1,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         if slots < 0 or prefetch < 0:
             raise ValueError("a GPU host has at least one slot and a prefetch of zero or more")
@@ -77,6 +78,7 @@ class GpuHost:
         self._pending: deque[_Job] = deque()
         self._running: dict[str, _Job] = {}
         self._nursery: trio.Nursery | None = None
+        self._on_change = on_change
         self.completed = 0
         self.faulted = 0
 
@@ -91,6 +93,11 @@ class GpuHost:
         return max(0, self.slots + self.prefetch - len(self._running) - len(self._pending))
 
     @property
+    def queues(self) -> list[PeerId]:
+        """The queue nodes this host serves now (advertised in its capability record)."""
+        return list(self._queues)
+
+    @property
     def busy_slots(self) -> int:
         return len(self._running)
 
@@ -100,6 +107,7 @@ class GpuHost:
         self._queues[queue] = port
         port(encode(Hello(self.task_schemas(), self.slots)))
         log.info("attached to queue node", extra={"queue": queue.short})
+        self._on_change()
 
     def detach(self, queue: PeerId) -> None:
         """The queue is gone: its jobs stop (it has re-queued them elsewhere)."""
@@ -111,6 +119,7 @@ class GpuHost:
             job.cancelled = True
             job.scope.cancel()
         log.info("detached from queue node", extra={"queue": queue.short})
+        self._on_change()
 
     def message(self, queue: PeerId, body: Any) -> None:
         port = self._queues.get(queue)

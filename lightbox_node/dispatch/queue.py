@@ -149,6 +149,8 @@ class QueueService:
         self._journal_wake = trio.Event()
         self._tick_wake = trio.Event()
         self._task_nursery: trio.Nursery | None = None
+        self.find_host: Callable[[PeerId], bool] = lambda host: False
+        """Called for a chosen host not attached here; federation makes it reachable."""
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -271,6 +273,8 @@ class QueueService:
 
     def _schema_for(self, task: str, host: PeerId | None) -> TaskSchema:
         if host is not None:
+            if host not in self._hosts:
+                self.find_host(host)
             entry = self._hosts.get(host)
             if entry is None or task not in entry.schemas:
                 raise NoSuchTask(

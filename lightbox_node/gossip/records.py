@@ -8,7 +8,7 @@ highest per author wins) and has a validity window.
 
 Body layout (a msgpack array inside the envelope's signed bytes)::
 
-    [network, roles, addresses, tasks, free_slots, version]
+    [network, roles, addresses, tasks, free_slots, version, queues]
 
     network     str, 1..64 chars      must equal the receiver's network name
     roles       [str, ...]            1..3 of "queue", "gpu", "registry", no repeats,
@@ -20,6 +20,9 @@ Body layout (a msgpack array inside the envelope's signed bytes)::
                                       the map is opaque plain data defined by `tasks`
     free_slots  int                   0..65536
     version     str, 1..64 chars      the author's software version, printable ASCII
+    queues      [bytes(32), ...]      0..16 queue nodes (public keys) this GPU host takes
+                                      jobs from: how another queue node finds where to
+                                      federate a job for this host
 
 The record's lifetime (`expires_at_ms - issued_at_ms`) is at most one hour, so a node that
 stops republishing disappears from everyone's view soon after it expires.
@@ -55,7 +58,8 @@ RECORD_LIMITS = dataclasses.replace(DEFAULT_LIMITS, max_frame=256 << 10, max_bin
 
 _ADDRESS = re.compile(r"wss?://[\x21-\x7e]{1,240}")
 _PRINTABLE = re.compile(r"[\x20-\x7e]+")
-_BODY_FIELDS = 6
+_BODY_FIELDS = 7
+MAX_QUEUES = 16
 
 
 def message_id_of(frame: bytes) -> bytes:
@@ -82,6 +86,7 @@ class CapabilityRecord:
     tasks: tuple[Mapping[str, Any], ...]
     free_slots: int
     version: str
+    queues: tuple[PeerId, ...] = ()
 
     def __hash__(self) -> int:
         # The tasks are mappings (unhashable); author + seq + window identify a record.
@@ -103,6 +108,7 @@ def build_record_frame(
     tasks: Iterable[Mapping[str, Any]] = (),
     free_slots: int = 0,
     version: str,
+    queues: Iterable[PeerId] = (),
     seq: int,
     now_ms: int,
     ttl_ms: int,
@@ -121,6 +127,7 @@ def build_record_frame(
         [_thaw(task) for task in tasks],
         free_slots,
         version,
+        [peer.public_key for peer in queues],
     ]
     _parse_body(body)
     if type(ttl_ms) is not int or not 0 < ttl_ms <= MAX_RECORD_TTL_MS:
@@ -146,7 +153,7 @@ def open_record(
         raise MalformedMessage(
             f"record from {envelope.author.short} lives over the {MAX_RECORD_TTL_MS} ms limit"
         )
-    rec_network, roles, addresses, tasks, free_slots, version = _parse_body(envelope.body)
+    rec_network, roles, addresses, tasks, free_slots, version, queues = _parse_body(envelope.body)
     if rec_network != network:
         raise WrongDomain(
             f"record from {envelope.author.short} is for network {rec_network!r}, "
@@ -163,6 +170,7 @@ def open_record(
         tasks=tasks,
         free_slots=free_slots,
         version=version,
+        queues=queues,
     )
     return record, verified
 
@@ -173,9 +181,10 @@ def _parse_body(
     """Check the body's exact shape, types and bounds; raise MalformedMessage saying what's off."""
     if type(body) is not list or len(body) != _BODY_FIELDS:
         raise MalformedMessage(
-            "a capability record body is [network, roles, addresses, tasks, free_slots, version]"
+            "a capability record body is "
+            "[network, roles, addresses, tasks, free_slots, version, queues]"
         )
-    network, roles, addresses, tasks, free_slots, version = body
+    network, roles, addresses, tasks, free_slots, version, queues = body
     if type(network) is not str or not 0 < len(network) <= MAX_NETWORK_LEN:
         raise MalformedMessage(f"record network must be 1..{MAX_NETWORK_LEN} chars of text")
     if type(roles) is not list or not roles or any(type(r) is not str for r in roles):
@@ -212,6 +221,12 @@ def _parse_body(
         or not _PRINTABLE.fullmatch(version)
     ):
         raise MalformedMessage(f"record version must be 1..{MAX_VERSION_LEN} printable chars")
+    if (
+        type(queues) is not list
+        or len(queues) > MAX_QUEUES
+        or any(type(q) is not bytes or len(q) != 32 for q in queues)
+    ):
+        raise MalformedMessage(f"record queues must be at most {MAX_QUEUES} 32-byte keys")
     return (
         network,
         tuple(roles),
@@ -219,6 +234,7 @@ def _parse_body(
         tuple(_freeze(task) for task in tasks),
         free_slots,
         version,
+        tuple(PeerId(q) for q in queues),
     )
 
 

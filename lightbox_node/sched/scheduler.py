@@ -634,7 +634,7 @@ class Scheduler:
         if job is None or job.state not in _IN_FLIGHT:
             return None
         current = job.current_attempt
-        if current is None or current.number != attempt or current.host != host:
+        if current is None or current.number != attempt:
             return None
         return job
 

@@ -36,7 +36,7 @@ TASK = {
     "name": "txt2img",
     "inputs": [{"name": "prompt", "type": "text"}, {"name": "steps", "type": "integer"}],
 }
-VALID_BODY = [NETWORK, ["queue", "gpu"], ["ws://127.0.0.1:7450"], [TASK], 2, "0.1.0"]
+VALID_BODY = [NETWORK, ["queue", "gpu"], ["ws://127.0.0.1:7450"], [TASK], 2, "0.1.0", []]
 
 
 def _frame(**overrides: Any) -> bytes:
@@ -98,7 +98,7 @@ def test_message_id_matches_the_verified_envelope_id() -> None:
 def test_the_frame_is_an_ordinary_envelope_of_the_capability_domain() -> None:
     verified = open_envelope(_frame(), expect_domain="lightbox/capability/v1", now_ms=NOW)
     addresses = ["ws://127.0.0.1:7450", "wss://gpu.example.org/p2p"]
-    assert verified.envelope.body == [NETWORK, ["queue", "gpu"], addresses, [TASK], 2, "0.1.0"]
+    assert verified.envelope.body == [NETWORK, ["queue", "gpu"], addresses, [TASK], 2, "0.1.0", []]
 
 
 # -- refusals --------------------------------------------------------------------------------
@@ -253,3 +253,18 @@ def test_any_bytes_open_or_raise_only_a_wire_error(data: bytes) -> None:
 def test_any_msgpack_value_as_a_frame_raises_only_a_wire_error(value: Any) -> None:
     with pytest.raises(WireError):
         open_record(msgpack.packb(value, use_bin_type=True), NOW, NETWORK)
+
+
+def test_a_gpu_host_record_names_the_queue_nodes_it_serves() -> None:
+    queues = (Identity.from_seed(b"q" * 32).peer_id, Identity.from_seed(b"r" * 32).peer_id)
+    record, _ = open_record(_frame(queues=queues), NOW, NETWORK)
+    assert record.queues == queues
+    assert open_record(_frame(), NOW, NETWORK)[0].queues == ()
+
+
+@pytest.mark.parametrize("queues", [[b"short"], ["text"], [b"k" * 32] * 17, b"k" * 32], ids=repr)
+def test_record_queues_must_be_a_short_list_of_keys(queues: Any) -> None:
+    body = list(VALID_BODY)
+    body[6] = queues
+    with pytest.raises(MalformedMessage, match="queues"):
+        open_record(_sealed_body(body), NOW, NETWORK)
