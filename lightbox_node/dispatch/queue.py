@@ -147,6 +147,7 @@ class QueueService:
         self._accepts: list[_PendingAccept] = []
         self._updates: dict[str, Job] = {}
         self._journal_wake = trio.Event()
+        self._journal_urgent = trio.Event()
         self._tick_wake = trio.Event()
         self._task_nursery: trio.Nursery | None = None
         self.find_host: Callable[[PeerId], bool] = lambda host: False
@@ -167,11 +168,16 @@ class QueueService:
 
     async def _restore(self) -> None:
         async with self._db_lock:
-            jobs, trust_rows = await trio.to_thread.run_sync(
-                lambda: (self._journal.load_unfinished(), self._trust_store.load())
+            since = self._wall() - self.retention_s
+            finished, jobs, trust_rows = await trio.to_thread.run_sync(
+                lambda: (
+                    self._journal.load_finished_since(since),
+                    self._journal.load_unfinished(),
+                    self._trust_store.load(),
+                )
             )
         self.scheduler.ledger.load(trust_rows)
-        for job in jobs:
+        for job in finished + jobs:  # finished ones only for lookup, until purged
             self._apply(self.scheduler.restore(job, self._wall()))
         if jobs:
             log.info("restored unfinished jobs from the journal", extra={"jobs": len(jobs)})
@@ -325,12 +331,13 @@ class QueueService:
         pending = _PendingAccept(job, trio.Event())
         self._accepts.append(pending)
         self._journal_wake.set()
+        self._journal_urgent.set()
         await pending.written.wait()
         if pending.error is not None:
             self._apply(self.scheduler.cancel(spec.job_id, self._wall()))
             raise StoreError(f"the job could not be journaled: {pending.error}")
         self._apply(actions)
-        log.info("job accepted", extra={"job": spec.job_id, "task": task, "cost": spec.cost})
+        log.debug("job accepted", extra={"job": spec.job_id, "task": task, "cost": spec.cost})
         return view_of(self.scheduler.job(spec.job_id))
 
     def job(self, job_id: str) -> JobView:
@@ -404,7 +411,9 @@ class QueueService:
     def _changed(self, job: Job) -> None:
         self._updates[job.job_id] = job
         self._journal_wake.set()
-        if not job.state.is_final:
+        if job.state.is_final:
+            self._journal_urgent.set()
+        else:
             self._notify(job.job_id)  # final states are told only once journaled
 
     def _notify(self, job_id: str) -> None:
@@ -418,10 +427,13 @@ class QueueService:
         """Group commit: whatever accumulated while the last write ran goes in the next."""
         while True:
             await self._journal_wake.wait()
-            urgent = self._accepts or any(j.state.is_final for j in self._updates.values())
-            if not urgent:
-                await trio.sleep(JOURNAL_IDLE_FLUSH_S)  # let progress updates batch up
+            if not self._journal_urgent.is_set():
+                # Progress and dispatch updates may wait a little to share a write; an
+                # acknowledgement or an outcome someone waits for ends the wait at once.
+                with trio.move_on_after(JOURNAL_IDLE_FLUSH_S):
+                    await self._journal_urgent.wait()
             self._journal_wake = trio.Event()
+            self._journal_urgent = trio.Event()
             accepts, self._accepts = self._accepts, []
             updates, self._updates = self._updates, {}
             trust_rows = [

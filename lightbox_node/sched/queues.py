@@ -13,6 +13,7 @@ equals — with lazy removal (a removed job's heap entry is skipped when it surf
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -61,6 +62,8 @@ class HostQueue:
         self._entries: dict[str, _Entry] = {}
         self._seq = 0
         self._cost = 0.0
+        self._by_task: Counter[str] = Counter()
+        self._open_by_task: Counter[str] = Counter()
 
     def effective_priority(self, job: Job, now: float) -> float:
         """The job's priority after aging for the time it has waited."""
@@ -77,6 +80,9 @@ class HostQueue:
         self._entries[job.job_id] = _Entry(job, key, self._seq)
         heapq.heappush(self._heap, (-key, self._seq, job.job_id))
         self._cost += job.spec.cost
+        self._by_task[job.spec.task] += 1
+        if job.spec.host is None:
+            self._open_by_task[job.spec.task] += 1
 
     def peek(self) -> Job | None:
         """The best job, left in the queue."""
@@ -127,6 +133,11 @@ class HostQueue:
             heapq.heapify(self._heap)
         return job
 
+    def count(self, task: str, *, open_only: bool = False) -> int:
+        """Queued jobs for `task`; with `open_only`, only those not pinned to a host (the
+        ones another host may take), so callers skip a queue without walking it."""
+        return (self._open_by_task if open_only else self._by_task)[task]
+
     @property
     def total_cost(self) -> float:
         """Sum of the queued jobs' cost estimates (the host's backlog)."""
@@ -148,7 +159,11 @@ class HostQueue:
 
     def _forget(self, job_id: str) -> Job:
         entry = self._entries.pop(job_id)
-        self._cost = self._cost - entry.job.spec.cost if self._entries else 0.0
+        spec = entry.job.spec
+        self._cost = self._cost - spec.cost if self._entries else 0.0
+        _decrement(self._by_task, spec.task)
+        if spec.host is None:
+            _decrement(self._open_by_task, spec.task)
         return entry.job
 
     def _drop_stale_top(self) -> None:
@@ -159,6 +174,12 @@ class HostQueue:
             if entry is not None and entry.seq == seq:
                 return
             heapq.heappop(heap)
+
+
+def _decrement(counter: Counter[str], key: str) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
 
 
 __all__ = [

@@ -221,7 +221,8 @@ class Scheduler:
         self._queued_on: dict[str, PeerId | None] = {}
         """Where each QUEUED job waits: a host's queue, or None for `_unplaced`."""
         self._unplaced: dict[str, Job] = {}
-        """Restored jobs whose task (or pinned host) no known host offers yet."""
+        """Queued jobs that no known host offers to run: restored before any host announced
+        itself, or re-queued after the last host offering the task dropped it."""
         self._deadlines: list[tuple[float, str, int]] = []
         self._expiries: list[tuple[float, str, float]] = []
         self._counters = dict.fromkeys(COUNTERS, 0)
@@ -476,7 +477,8 @@ class Scheduler:
         return list(h.queue) if h is not None else []
 
     def unplaced(self) -> list[Job]:
-        """Restored jobs waiting for a host that offers their task to announce itself."""
+        """Queued jobs that wait for a host offering their task (or their pinned host) to
+        announce itself: restored ones, or those whose last host stopped offering the task."""
         return list(self._unplaced.values())
 
     def hosts(self) -> list[HostView]:
@@ -566,7 +568,7 @@ class Scheduler:
         online = [h for h in self._host_order if h.online and h.slots > 0]
         for h in online:
             capacity = h.slots + self.params.prefetch
-            while len(h.in_flight) < capacity:
+            while len(h.in_flight) < capacity and any(h.queue.count(t) for t in h.tasks):
                 job = h.queue.take(lambda j, h=h: j.spec.task in h.tasks)
                 if job is None:
                     break
@@ -591,7 +593,7 @@ class Scheduler:
             return job.spec.host is None and job.spec.task in thief.tasks
 
         for h in self._host_order:
-            if h is thief or not h.queue:
+            if h is thief or not any(h.queue.count(t, open_only=True) for t in thief.tasks):
                 continue
             job = h.queue.find(stealable)
             if job is not None:
@@ -634,7 +636,7 @@ class Scheduler:
         if job is None or job.state not in _IN_FLIGHT:
             return None
         current = job.current_attempt
-        if current is None or current.number != attempt:
+        if current is None or current.number != attempt or current.host != host:
             return None
         return job
 
