@@ -228,7 +228,7 @@ SETTINGS: tuple[Setting, ...] = (
         "one, else every linked queue node.",
         _peer_list(),
     ),
-    _setting("gpu_slots", "Jobs this GPU host runs at once.", _int_in(1, 64)),
+    _setting("gpu_slots", "Jobs this GPU host runs at once; 0 drains it.", _int_in(0, 64)),
     _setting(
         "test_tasks",
         "Offer the built-in test tasks (noop, sleep, echo, fail) on this GPU host.",

@@ -50,6 +50,8 @@ class NodeReady:
     peer_id: str
     editor_url: str
     p2p_url: str
+    queue: QueueService | None = None
+    """The queue role's service, for callers embedding a node (benchmarks, tests)."""
 
 
 async def run_node(
@@ -125,7 +127,7 @@ async def run_node(
                     config.http_port,
                     shutdown,
                 )
-                ready = NodeReady(str(identity.peer_id), editor_url, p2p_url)
+                ready = NodeReady(str(identity.peer_id), editor_url, p2p_url, jobs.queue)
                 log.info(
                     "node ready",
                     extra={

@@ -10,6 +10,7 @@ latest state, so a slow watcher misses intermediate progress, never the outcome.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -75,6 +76,12 @@ class JobView:
     @property
     def is_final(self) -> bool:
         return self.state in ("done", "faulted", "cancelled", "expired")
+
+
+def _account(job: Job) -> str:
+    """The trust account a job is charged to (a forwarding node's, for a federated job)."""
+    origin = job.spec.federated_from
+    return job.spec.owner if origin is None else f"peer:{origin}"
 
 
 def _copy(job: Job) -> Job:
@@ -146,6 +153,7 @@ class QueueService:
         self._watchers: dict[str, trio.Event] = {}
         self._accepts: list[_PendingAccept] = []
         self._updates: dict[str, Job] = {}
+        self._delivered: dict[str, float] = {}
         self._journal_wake = trio.Event()
         self._journal_urgent = trio.Event()
         self._tick_wake = trio.Event()
@@ -372,8 +380,9 @@ class QueueService:
         schema_outputs = [o.name for o in self._output_names(job.spec.task)]
         ids = [BlobId.parse(text) for text in job.results]
         data = await trio.to_thread.run_sync(lambda: [self.blobs.get(i) for i in ids])
-        async with self._db_lock:
-            await trio.to_thread.run_sync(self._journal.mark_delivered, job_id, self._wall())
+        # Retention starts at delivery; recording that can ride along with the next write.
+        self._delivered.setdefault(job_id, self._wall())
+        self._journal_wake.set()
         names = schema_outputs + [f"output{i}" for i in range(len(schema_outputs), len(data))]
         return list(zip(names, data, strict=False))
 
@@ -436,9 +445,15 @@ class QueueService:
             self._journal_urgent = trio.Event()
             accepts, self._accepts = self._accepts, []
             updates, self._updates = self._updates, {}
+            delivered, self._delivered = self._delivered, {}
+            # Trust changes only when a job is charged (accepted) or refunded (ended).
+            touched = {_account(p.job) for p in accepts} | {
+                _account(job) for job in updates.values() if job.state.is_final
+            }
             trust_rows = [
                 (r.user, r.trust, r.updated_at, r.suspended, r.reason)
                 for r in self.scheduler.ledger.snapshot()
+                if r.user in touched
             ]
             try:
                 async with self._db_lock:
@@ -447,6 +462,7 @@ class QueueService:
                         [_copy(p.job) for p in accepts],
                         [_copy(job) for job in updates.values()],
                         trust_rows,
+                        delivered,
                     )
             except (StoreError, OSError) as exc:
                 log.error("journal write failed", extra={"error": str(exc)})
@@ -458,13 +474,21 @@ class QueueService:
                 if job.state.is_final:
                     self._notify(job.job_id)
 
-    def _write(self, accepts: list[Job], updates: list[Job], trust_rows: list[Any]) -> None:
+    def _write(
+        self,
+        accepts: list[Job],
+        updates: list[Job],
+        trust_rows: list[Any],
+        delivered: dict[str, float],
+    ) -> None:
         """Runs in a worker thread, on copies taken in the trio thread (see `_copy`)."""
         if accepts:
             self._journal.accept_many(accepts)
-        for job in updates:
-            self._journal.update(job)
+        self._journal.update_many(updates)
         self._trust_store.save(trust_rows)
+        for job_id, when in delivered.items():
+            with contextlib.suppress(UnknownJob):  # purged meanwhile
+                self._journal.mark_delivered(job_id, when)
 
     async def _ticker(self) -> None:
         while True:

@@ -250,28 +250,38 @@ class JobJournal:
         The spec is never rewritten: it is fixed when the job is accepted. Raises StoreError
         if the job was never journaled.
         """
-        values = (
-            job.state.value,
-            job.priority,
-            job.queued_at,
-            _dump_attempts(job.attempts),
-            _dump_json(job.faults),
-            job.progress,
-            job.progress_message,
-            _dump_json(job.results),
-            job.error,
-            job.finished_at,
-            self._clock(),
-            job.job_id,
-        )
-        with _committed(self._db, f"journal a change of job {job.job_id}") as conn:
-            changed = conn.execute(_UPDATE_JOB, values).rowcount
-        if changed == 0:
-            raise StoreError(
-                f"job {job.job_id} is not in the journal, so its change cannot be saved; "
-                "a job must be accepted before it is updated (or it was purged). This is a "
-                "bug in lightbox-node: please report it with this message"
+        self.update_many([job])
+
+    def update_many(self, jobs: Iterable[Job]) -> None:
+        """`update` for many jobs in one transaction (one fsync): all or nothing."""
+        now = self._clock()
+        rows = [
+            (
+                job.state.value,
+                job.priority,
+                job.queued_at,
+                _dump_attempts(job.attempts),
+                _dump_json(job.faults),
+                job.progress,
+                job.progress_message,
+                _dump_json(job.results),
+                job.error,
+                job.finished_at,
+                now,
+                job.job_id,
             )
+            for job in jobs
+        ]
+        if not rows:
+            return
+        with _committed(self._db, f"journal changes of {len(rows)} job(s)") as conn:
+            for row in rows:
+                if conn.execute(_UPDATE_JOB, row).rowcount == 0:
+                    raise StoreError(
+                        f"job {row[-1]} is not in the journal, so its change cannot be saved; "
+                        "a job must be accepted before it is updated (or it was purged). This "
+                        "is a bug in lightbox-node: please report it with this message"
+                    )
 
     def mark_delivered(self, job_id: str, now: float) -> None:
         """Record that the job's results reached their owner, which starts its retention.
