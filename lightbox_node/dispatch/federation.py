@@ -101,7 +101,9 @@ class Federation:
         if via is None:
             return False
         self._remote_hosts[host] = _Remote(via)
-        self.queue.attach_host(host, lambda body, host=host: self._forward(host, body))
+        self.queue.attach_host(
+            host, lambda body, host=host: self._forward(host, body), pinned_only=True
+        )
         slots = max(1, record.free_slots)
         self.queue.host_message(host, encode(Hello(record.plain_tasks(), slots)))
         log.info("federated host attached", extra={"host": host.short, "via": via.short})

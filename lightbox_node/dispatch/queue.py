@@ -118,6 +118,7 @@ class _Host:
     port: Port
     schemas: dict[str, TaskSchema]
     free_slots: int = 0
+    pinned_only: bool = False
 
 
 @dataclass(slots=True)
@@ -192,9 +193,13 @@ class QueueService:
 
     # -- hosts --------------------------------------------------------------------------------
 
-    def attach_host(self, host: PeerId, port: Port) -> None:
-        """A GPU host can now reach us; it says what it runs with `hello`."""
-        self._hosts[host] = _Host(port, {})
+    def attach_host(self, host: PeerId, port: Port, *, pinned_only: bool = False) -> None:
+        """A GPU host can now reach us; it says what it runs with `hello`.
+
+        `pinned_only` marks a host of another queue node (federation): only jobs whose
+        owners chose it go there.
+        """
+        self._hosts[host] = _Host(port, {}, pinned_only=pinned_only)
 
     def detach_host(self, host: PeerId) -> None:
         if self._hosts.pop(host, None) is not None:
@@ -216,14 +221,10 @@ class QueueService:
             case Hello(tasks, free):
                 entry.schemas = self._read_schemas(host, tasks)
                 entry.free_slots = free
-                self._apply(
-                    self.scheduler.host_available(host, frozenset(entry.schemas), free, now)
-                )
+                self._announce(host, entry, now)
             case Slots(free):
                 entry.free_slots = free
-                self._apply(
-                    self.scheduler.host_available(host, frozenset(entry.schemas), free, now)
-                )
+                self._announce(host, entry, now)
             case Started(job_id, attempt):
                 self._apply(self.scheduler.job_started(job_id, host, attempt, now))
             case Progress(job_id, attempt, fraction, text):
@@ -232,6 +233,17 @@ class QueueService:
                 self._apply(self.scheduler.job_faulted(job_id, host, attempt, reason, now))
             case Done(job_id, attempt, outputs):
                 self._store_results(host, job_id, attempt, outputs)
+
+    def _announce(self, host: PeerId, entry: _Host, now: float) -> None:
+        self._apply(
+            self.scheduler.host_available(
+                host,
+                frozenset(entry.schemas),
+                entry.free_slots,
+                now,
+                pinned_only=entry.pinned_only,
+            )
+        )
 
     def _read_schemas(self, host: PeerId, tasks: list[dict[str, Any]]) -> dict[str, TaskSchema]:
         schemas = {}
@@ -278,6 +290,8 @@ class QueueService:
         """Every task some attached host runs (the first host's schema for each name)."""
         tasks: dict[str, TaskSchema] = {}
         for entry in self._hosts.values():
+            if entry.pinned_only:
+                continue  # another node's host: reachable only by choosing it
             for name, schema in entry.schemas.items():
                 tasks.setdefault(name, schema)
         return tasks

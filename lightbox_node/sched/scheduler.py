@@ -205,6 +205,8 @@ class _Host:
     slots: int = 0
     online: bool = True
     seen_at: float = 0.0
+    pinned_only: bool = False
+    """A host reached through another queue node (federation) takes only jobs aimed at it."""
     in_flight: dict[str, None] = field(default_factory=dict)
     """Job ids in dispatch order (a dict as an ordered set)."""
 
@@ -283,9 +285,19 @@ class Scheduler:
     # -- events: hosts --------------------------------------------------------------------
 
     def host_available(
-        self, host: PeerId, tasks: Iterable[str], free_slots: int, now: float
+        self,
+        host: PeerId,
+        tasks: Iterable[str],
+        free_slots: int,
+        now: float,
+        *,
+        pinned_only: bool = False,
     ) -> list[Action]:
-        """A host (re)announced the tasks it runs and how many jobs from here it takes."""
+        """A host (re)announced the tasks it runs and how many jobs from here it takes.
+
+        A `pinned_only` host (one attached to another queue node) gets only the jobs whose
+        owners chose it; other jobs are never placed there or stolen by it.
+        """
         if not isinstance(free_slots, int) or free_slots < 0:
             raise ValueError(f"free_slots must be an integer >= 0, not {free_slots!r}")
         tasks = frozenset(tasks)
@@ -297,6 +309,7 @@ class Scheduler:
             self._host_order.sort(key=lambda x: x.name)
         dropped = h.tasks - tasks
         h.tasks, h.slots, h.online, h.seen_at = tasks, free_slots, True, now
+        h.pinned_only = pinned_only
         if dropped:
             # Unpinned jobs for a task it no longer runs go to a host that does, if any.
             for job in list(h.queue):
@@ -520,7 +533,7 @@ class Scheduler:
 
     def _choose_host(self, spec: JobSpec, avoid: PeerId | None = None) -> PeerId | None:
         """The best host for an unpinned job: online before gone, not `avoid` if possible."""
-        offering = [h for h in self._host_order if spec.task in h.tasks]
+        offering = [h for h in self._host_order if spec.task in h.tasks and not h.pinned_only]
         candidates = [h for h in offering if h.online] or offering
         candidates = [h for h in candidates if h.peer != avoid] or candidates
         if not candidates:
@@ -574,7 +587,17 @@ class Scheduler:
                     break
                 del self._queued_on[job.job_id]
                 actions += self._dispatch(h, job, now)
+        # Stealing looks at every other queue; skip it unless some queue holds an unpinned
+        # job for a task the thief runs (one pass here instead of one per thief).
+        open_tasks = {
+            task
+            for h in self._host_order
+            for task in h.tasks
+            if h.queue.count(task, open_only=True)
+        }
         for h in online:
+            if h.pinned_only or not h.tasks & open_tasks:
+                continue
             while len(h.in_flight) < h.slots:
                 job = self._steal_for(h, now)
                 if job is None:

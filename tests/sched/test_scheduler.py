@@ -248,6 +248,20 @@ def test_jobs_pinned_to_a_host_are_never_stolen() -> None:
     assert sched.queue_of(H2)[0].job_id == pinned.job_id
 
 
+def test_a_pinned_only_host_gets_only_jobs_aimed_at_it_and_never_steals() -> None:
+    sched = Scheduler()
+    sched.host_available(H3, TXT, 4, 0.0, pinned_only=True)  # another queue node's host
+    with pytest.raises(NoHostForTask):
+        sched.submit(spec(), 0.0)  # no host of ours offers it: not placed on H3
+    aimed = spec(host=H3)
+    assert dispatched_ids(sched.submit(aimed, 0.0)) == [aimed.job_id]
+    sched.host_available(H1, TXT, 0, 0.0)
+    waiting = spec()
+    sched.submit(waiting, 0.0)
+    assert dispatches(sched.host_available(H3, TXT, 4, 1.0, pinned_only=True)) == []
+    assert [j.job_id for j in sched.queue_of(H1)] == [waiting.job_id]
+
+
 def test_a_host_steals_only_jobs_for_tasks_it_offers() -> None:
     sched = Scheduler()
     sched.host_available(H2, {"txt2img", "upscale"}, 0, 0.0)
