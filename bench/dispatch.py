@@ -205,8 +205,9 @@ async def _main(jobs: int, hosts: int, concurrency: int, processes: list[NodePro
             gc.collect()
             after = rss_mb()
             print(
-                f"RSS of the whole process: {after:.0f} MB with 10,000 jobs queued "
-                f"(+{after - before:.0f} MB for the jobs; target <= 150 MB for a queue node)"
+                f"RSS of this process (queue nodes A and B and the bench client): {after:.0f} MB "
+                f"with 10,000 jobs queued on A (+{after - before:.0f} MB for them; "
+                "target <= 150 MB for a queue node)"
             )
             nursery.cancel_scope.cancel()
 
