@@ -27,7 +27,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: install
-	$(BIN)/python bench/wire.py
+	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
