@@ -7,6 +7,7 @@ so a typo in a configured peer id is caught instead of silently naming nobody.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import stat
@@ -31,6 +32,14 @@ def _checksum(payload: bytes) -> bytes:
     return hashlib.blake2b(payload, digest_size=_CHECKSUM_LEN, person=b"lightbox-peerid").digest()
 
 
+@functools.lru_cache(maxsize=65_536)
+def _peer_id_text(public_key: bytes) -> str:
+    """The text form; cached, since ids are printed in every log line and API row."""
+    payload = _PEER_ID_VERSION + public_key
+    text = base64.b32encode(payload + _checksum(payload)).decode("ascii")
+    return PEER_ID_PREFIX + text.rstrip("=").lower()
+
+
 @dataclass(frozen=True, slots=True)
 class PeerId:
     """The public identity of a node: its raw Ed25519 public key, shown as checksummed base32."""
@@ -42,9 +51,7 @@ class PeerId:
             raise PeerIdError("a peer id wraps exactly 32 bytes of Ed25519 public key")
 
     def __str__(self) -> str:
-        payload = _PEER_ID_VERSION + self.public_key
-        text = base64.b32encode(payload + _checksum(payload)).decode("ascii")
-        return PEER_ID_PREFIX + text.rstrip("=").lower()
+        return _peer_id_text(self.public_key)
 
     def __repr__(self) -> str:
         return f"PeerId({self})"

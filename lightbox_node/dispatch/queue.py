@@ -151,6 +151,8 @@ class QueueService:
         self._db_lock = trio.Lock()
         self._wall = wall_clock
         self._hosts: dict[PeerId, _Host] = {}
+        self._offered: dict[str, TaskSchema] | None = None
+        """`offered_tasks`, computed once per change of hosts (it is read on every submit)."""
         self._watchers: dict[str, trio.Event] = {}
         self._accepts: list[_PendingAccept] = []
         self._updates: dict[str, Job] = {}
@@ -200,8 +202,10 @@ class QueueService:
         owners chose it go there.
         """
         self._hosts[host] = _Host(port, {}, pinned_only=pinned_only)
+        self._offered = None
 
     def detach_host(self, host: PeerId) -> None:
+        self._offered = None
         if self._hosts.pop(host, None) is not None:
             log.info("host gone", extra={"host": host.short})
             self._apply(self.scheduler.host_gone(host, self._wall()))
@@ -220,6 +224,7 @@ class QueueService:
         match message:
             case Hello(tasks, free):
                 entry.schemas = self._read_schemas(host, tasks)
+                self._offered = None
                 entry.free_slots = free
                 self._announce(host, entry, now)
             case Slots(free):
@@ -288,13 +293,15 @@ class QueueService:
 
     def offered_tasks(self) -> dict[str, TaskSchema]:
         """Every task some attached host runs (the first host's schema for each name)."""
-        tasks: dict[str, TaskSchema] = {}
-        for entry in self._hosts.values():
-            if entry.pinned_only:
-                continue  # another node's host: reachable only by choosing it
-            for name, schema in entry.schemas.items():
-                tasks.setdefault(name, schema)
-        return tasks
+        if self._offered is None:
+            tasks: dict[str, TaskSchema] = {}
+            for entry in self._hosts.values():
+                if entry.pinned_only:
+                    continue  # another node's host: reachable only by choosing it
+                for name, schema in entry.schemas.items():
+                    tasks.setdefault(name, schema)
+            self._offered = tasks
+        return dict(self._offered)
 
     def hosts(self) -> dict[PeerId, tuple[frozenset[str], int]]:
         return {peer: (frozenset(e.schemas), e.free_slots) for peer, e in self._hosts.items()}
@@ -495,14 +502,18 @@ class QueueService:
         trust_rows: list[Any],
         delivered: dict[str, float],
     ) -> None:
-        """Runs in a worker thread, on copies taken in the trio thread (see `_copy`)."""
-        if accepts:
-            self._journal.accept_many(accepts)
-        self._journal.update_many(updates)
-        self._trust_store.save(trust_rows)
-        for job_id, when in delivered.items():
-            with contextlib.suppress(UnknownJob):  # purged meanwhile
-                self._journal.mark_delivered(job_id, when)
+        """Runs in a worker thread, on copies taken in the trio thread (see `_copy`).
+
+        One transaction, so one fsync, however much accumulated since the last write.
+        """
+        with self._journal.batch():
+            if accepts:
+                self._journal.accept_many(accepts)
+            self._journal.update_many(updates)
+            self._trust_store.save(trust_rows)
+            for job_id, when in delivered.items():
+                with contextlib.suppress(UnknownJob):  # purged meanwhile
+                    self._journal.mark_delivered(job_id, when)
 
     async def _ticker(self) -> None:
         while True:

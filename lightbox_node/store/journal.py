@@ -27,7 +27,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from sqlite_utils import Database
 
@@ -144,6 +144,24 @@ def create_trust_table(db: Database) -> None:
 # -- transactions --------------------------------------------------------------------------------
 
 
+class _BatchMark:
+    """Marks a connection whose writes belong to an open `JobJournal.batch()`.
+
+    sqlite3.Connection takes no new attributes, so the mark lives in a side table keyed by
+    the connection's identity.
+    """
+
+    _open: ClassVar[set[int]] = set()
+
+    @classmethod
+    def set(cls, conn: sqlite3.Connection, value: bool) -> None:
+        (cls._open.add if value else cls._open.discard)(id(conn))
+
+    @classmethod
+    def is_set(cls, conn: sqlite3.Connection) -> bool:
+        return id(conn) in cls._open
+
+
 @contextmanager
 def _committed(db: Database, action: str) -> Iterator[sqlite3.Connection]:
     """One write transaction, committed (and so fsynced) before the block's caller goes on.
@@ -152,6 +170,9 @@ def _committed(db: Database, action: str) -> Iterator[sqlite3.Connection]:
     change, rather than halfway through.
     """
     conn = db.conn
+    if _BatchMark.is_set(conn):
+        yield conn  # inside `JobJournal.batch()`: its one transaction commits everything
+        return
     if conn.in_transaction:
         raise StoreError(
             f"cannot {action}: a transaction is already open on the database connection, so "
@@ -213,6 +234,20 @@ class JobJournal:
             if isinstance(exc.__cause__, sqlite3.IntegrityError) and self._holds(job.job_id):
                 raise _duplicate(job.job_id) from None
             raise
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run several journal and trust writes as one transaction: one fsync for all.
+
+        The queue node's group commit writes each round's new jobs, changes, deliveries and
+        trust rows this way; if anything fails, none of it is written.
+        """
+        with _committed(self._db, "write a batch of journal changes") as conn:
+            _BatchMark.set(conn, True)
+            try:
+                yield
+            finally:
+                _BatchMark.set(conn, False)
 
     def accept_many(self, jobs: Iterable[Job]) -> None:
         """Journal several new jobs in one transaction: all of them, or none.
