@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import random
 import signal
 import socket
@@ -42,8 +43,9 @@ class Submitter(threading.Thread):
                     body={"task": "sleep", "inputs": {"seconds": 0.05}},
                     headers=headers,
                 )
-            except OSError:
-                time.sleep(0.02)  # the node is down: not acknowledged, nothing to remember
+            except (OSError, http.client.HTTPException, ValueError):
+                # The node is down, or died mid-reply: not acknowledged, nothing to remember.
+                time.sleep(0.02)
                 continue
             if status == 201:
                 self.acked.append(job["job_id"])
