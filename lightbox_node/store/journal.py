@@ -27,13 +27,14 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 from sqlite_utils import Database
 
 from lightbox_node.errors import LightboxError, StoreError, WireError
 from lightbox_node.identity import PeerId
 from lightbox_node.sched.jobs import FINAL_STATES, Attempt, Job, JobSpec, JobState, UnknownJob
+from lightbox_node.store.transactions import batch, committed
 from lightbox_node.wire import WireLimits, pack, unpack
 
 JOURNAL_LIMITS = WireLimits(
@@ -141,63 +142,6 @@ def create_trust_table(db: Database) -> None:
     )
 
 
-# -- transactions --------------------------------------------------------------------------------
-
-
-class _BatchMark:
-    """Marks a connection whose writes belong to an open `JobJournal.batch()`.
-
-    sqlite3.Connection takes no new attributes, so the mark lives in a side table keyed by
-    the connection's identity.
-    """
-
-    _open: ClassVar[set[int]] = set()
-
-    @classmethod
-    def set(cls, conn: sqlite3.Connection, value: bool) -> None:
-        (cls._open.add if value else cls._open.discard)(id(conn))
-
-    @classmethod
-    def is_set(cls, conn: sqlite3.Connection) -> bool:
-        return id(conn) in cls._open
-
-
-@contextmanager
-def _committed(db: Database, action: str) -> Iterator[sqlite3.Connection]:
-    """One write transaction, committed (and so fsynced) before the block's caller goes on.
-
-    IMMEDIATE takes the write lock up front, so a busy database fails here, before any
-    change, rather than halfway through.
-    """
-    conn = db.conn
-    if _BatchMark.is_set(conn):
-        yield conn  # inside `JobJournal.batch()`: its one transaction commits everything
-        return
-    if conn.in_transaction:
-        raise StoreError(
-            f"cannot {action}: a transaction is already open on the database connection, so "
-            "the write could not be committed on return. This is a bug in lightbox-node: "
-            "please report it with this message"
-        )
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    except sqlite3.IntegrityError as exc:
-        # SQLite names the constraint and column, never the value.
-        raise StoreError(f"could not {action}: {exc}") from exc
-    except sqlite3.Error as exc:
-        raise StoreError(
-            f"could not {action}: {exc}. Check free disk space and that the database "
-            "folder is writable"
-        ) from exc
-
-
 def _read(db: Database, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     try:
         return db.conn.execute(sql, parameters).fetchall()
@@ -228,7 +172,7 @@ class JobJournal:
         """
         row = self._insert_row(job, self._clock())
         try:
-            with _committed(self._db, f"journal job {job.job_id}") as conn:
+            with committed(self._db, f"journal job {job.job_id}") as conn:
                 conn.execute(_INSERT_JOB, row)
         except StoreError as exc:
             if isinstance(exc.__cause__, sqlite3.IntegrityError) and self._holds(job.job_id):
@@ -242,12 +186,8 @@ class JobJournal:
         The queue node's group commit writes each round's new jobs, changes, deliveries and
         trust rows this way; if anything fails, none of it is written.
         """
-        with _committed(self._db, "write a batch of journal changes") as conn:
-            _BatchMark.set(conn, True)
-            try:
-                yield
-            finally:
-                _BatchMark.set(conn, False)
+        with batch(self._db, "write a batch of journal changes"):
+            yield
 
     def accept_many(self, jobs: Iterable[Job]) -> None:
         """Journal several new jobs in one transaction: all of them, or none.
@@ -270,7 +210,7 @@ class JobJournal:
                 )
             seen.add(job_id)
         try:
-            with _committed(self._db, f"journal a batch of {len(rows)} jobs") as conn:
+            with committed(self._db, f"journal a batch of {len(rows)} jobs") as conn:
                 conn.executemany(_INSERT_JOB, rows)
         except StoreError as exc:
             if isinstance(exc.__cause__, sqlite3.IntegrityError):
@@ -309,7 +249,7 @@ class JobJournal:
         ]
         if not rows:
             return
-        with _committed(self._db, f"journal changes of {len(rows)} job(s)") as conn:
+        with committed(self._db, f"journal changes of {len(rows)} job(s)") as conn:
             for row in rows:
                 if conn.execute(_UPDATE_JOB, row).rowcount == 0:
                     raise StoreError(
@@ -324,7 +264,7 @@ class JobJournal:
         Only the first delivery counts, so fetching results again does not extend how long
         they are kept. Raises UnknownJob if the job is not (or no longer) journaled.
         """
-        with _committed(self._db, f"record delivery of job {job_id}") as conn:
+        with committed(self._db, f"record delivery of job {job_id}") as conn:
             changed = conn.execute(
                 "UPDATE jobs SET delivered_at = COALESCE(delivered_at, ?), updated_at = ?"
                 " WHERE job_id = ?",
@@ -352,7 +292,7 @@ class JobJournal:
             " AND finished_at <= ? AND COALESCE(delivered_at, finished_at) <= ?"
         )
         parameters = (*_FINAL_STATE_VALUES, cutoff, cutoff)
-        with _committed(self._db, "delete jobs past their retention") as conn:
+        with committed(self._db, "delete jobs past their retention") as conn:
             by_state = conn.execute(
                 f"SELECT state, COUNT(*) FROM jobs WHERE {where} GROUP BY state", parameters
             ).fetchall()
@@ -380,7 +320,7 @@ class JobJournal:
                 f"{counter!r} is counted by the job journal itself from the jobs it holds; "
                 "bump only other counters"
             )
-        with _committed(self._db, f"bump counter {counter!r}") as conn:
+        with committed(self._db, f"bump counter {counter!r}") as conn:
             _add_to_counters(conn, [(counter, by)])
 
     # -- reading ---------------------------------------------------------------------------
@@ -602,7 +542,7 @@ class TrustStore:
         ]
         if not values:
             return
-        with _committed(self._db, f"save {len(values)} trust rows") as conn:
+        with committed(self._db, f"save {len(values)} trust rows") as conn:
             conn.executemany(
                 "INSERT INTO trust (user, trust, updated_at, suspended, reason)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user) DO UPDATE SET"
