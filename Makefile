@@ -16,8 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -e '.[ml,test]'
 	touch $@
 
+# The demo node: all roles, tiny demo models built on first start where no real weights exist.
 run: install
-	$(BIN)/lightbox-node run
+	$(BIN)/lightbox-node run --set demo_models=true
 
 lint: install
 	$(BIN)/ruff check .

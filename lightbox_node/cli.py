@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
@@ -29,6 +30,8 @@ from lightbox_node.config import (
 from lightbox_node.errors import ConfigError, LightboxError
 from lightbox_node.identity import Identity, PeerId, load_or_create
 from lightbox_node.logs import configure_logging
+from lightbox_node.sim.cli import add_simulate_parser, run_simulate
+from lightbox_node.tui.cli import add_dashboard_parser, run_dashboard
 
 log = logging.getLogger("lightbox.cli")
 
@@ -61,12 +64,18 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lightbox-node {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser(
+    init = commands.add_parser(
         "init",
         parents=[common],
         help="create the data folder, node key and config file",
         description="Create the data folder (0700), the node key (0600), a commented config "
         "file and the database. Safe to re-run: nothing existing is overwritten.",
+    )
+    init.add_argument(
+        "--admin",
+        metavar="USERNAME",
+        help="also create this administrator account; the password is asked for, or read "
+        "from $LIGHTBOX_ADMIN_PASSWORD when there is no terminal",
     )
     commands.add_parser(
         "id",
@@ -100,6 +109,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="list blocked and allowed peers",
         description="List the block/allow entries in this node's database.",
     )
+    add_dashboard_parser(commands, [common])
+    add_simulate_parser(commands)  # its own --config: sharing `common` would rewrite ours
     run = commands.add_parser(
         "run",
         parents=[common],
@@ -147,17 +158,39 @@ def _ensure_data_dir(config: NodeConfig) -> tuple[Identity, bool]:
     return identity, created
 
 
-def _cmd_init(config: NodeConfig) -> int:
+def _cmd_init(config: NodeConfig, admin: str | None = None) -> int:
     from lightbox_node.store import open_database
 
     identity, created = _ensure_data_dir(config)
-    open_database(config.database_file).close()
+    database = open_database(config.database_file)
+    try:
+        if admin:
+            from lightbox_node.accounts import create_admin
+
+            create_admin(database, admin, _admin_password())
+            print(f"admin:     {admin} (created)")
+    finally:
+        database.close()
     state = "created" if created else "kept existing"
     print(f"data dir:  {config.data_dir}")
     print(f"node key:  {config.key_file} ({state})")
     print(f"config:    {config.config_file}")
     print(f"peer id:   {identity.peer_id}")
     return 0
+
+
+def _admin_password() -> str:
+    import getpass
+
+    from_env = os.environ.get("LIGHTBOX_ADMIN_PASSWORD")
+    if from_env:
+        return from_env
+    if not sys.stdin.isatty():
+        raise ConfigError("no terminal to ask for the admin password: set LIGHTBOX_ADMIN_PASSWORD")
+    password = getpass.getpass("admin password: ")
+    if password != getpass.getpass("again: "):
+        raise ConfigError("the two passwords differ; run init --admin again")
+    return password
 
 
 def _cmd_id(config: NodeConfig) -> int:
@@ -267,11 +300,17 @@ _COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    if args.command == "dashboard":  # a client of a node: it reads no node config itself
+        return run_dashboard(args)
+    if args.command == "simulate":  # its --config is the simulation's, not the node's
+        return run_simulate(args)
     try:
         config = _config_from_args(args)
         configure_logging(config.log_level, config.log_json)
         if args.command in ("block", "allow", "unblock"):
             return _cmd_policy_change(config, args)
+        if args.command == "init":
+            return _cmd_init(config, args.admin)
         return _COMMANDS[args.command](config)
     except LightboxError as exc:
         print(f"lightbox-node: error: {exc}", file=sys.stderr)

@@ -23,6 +23,8 @@ ROLES = ("queue", "gpu", "registry")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ENV_PREFIX = "LIGHTBOX_"
 CONFIG_FILE_NAME = "config.toml"
+NOT_SETTINGS = frozenset({"DATA_DIR", "ADMIN_PASSWORD"})
+"""`LIGHTBOX_*` variables read elsewhere: where the data is, the password `init --admin` sets."""
 
 
 def default_data_dir() -> Path:
@@ -235,6 +237,12 @@ SETTINGS: tuple[Setting, ...] = (
         _bool(),
     ),
     _setting(
+        "demo_models",
+        "Build tiny demo models with random weights (for trying the editor without real "
+        "weights) and serve them where no real model serves a task.",
+        _bool(),
+    ),
+    _setting(
         "federated_priority",
         "Priority (0-1000) of jobs forwarded by other queue nodes; the paper used 400. "
         "Scaled down further for forwarders with a poor peer score.",
@@ -273,6 +281,7 @@ class NodeConfig:
     attach_to: tuple[str, ...] = ()
     gpu_slots: int = 1
     test_tasks: bool = True
+    demo_models: bool = False
     federated_priority: float = 400.0
     job_retention_s: float = 86400.0
     models_dir: Path | None = None
@@ -331,7 +340,7 @@ def read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     """Settings from `LIGHTBOX_*` variables; an unknown `LIGHTBOX_` variable is an error."""
     values: dict[str, Any] = {}
     for var, raw in environ.items():
-        if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "DATA_DIR":
+        if not var.startswith(ENV_PREFIX) or var[len(ENV_PREFIX) :] in NOT_SETTINGS:
             continue
         name = var[len(ENV_PREFIX) :].lower()
         _apply(values, f"environment variable {var}", name, raw, from_text=True)

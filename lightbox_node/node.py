@@ -16,7 +16,10 @@ from dataclasses import dataclass
 import trio
 
 from lightbox_node import __version__
+from lightbox_node.accounts import AccountService
 from lightbox_node.api import NodeStatus, create_app, serve_http
+from lightbox_node.blob_exchange import PROTOCOL as BLOBS_PROTOCOL
+from lightbox_node.blob_exchange import BlobExchange
 from lightbox_node.config import NodeConfig
 from lightbox_node.dispatch.attach import PROTOCOL as JOBS_PROTOCOL
 from lightbox_node.dispatch.attach import JobsProtocol, run_local_pair
@@ -31,8 +34,9 @@ from lightbox_node.net.discovery import PeerHint, link_url, parse_bootstrap_list
 from lightbox_node.net.link import PeerLink
 from lightbox_node.sched.scheduler import Scheduler, SchedulerParams
 from lightbox_node.sched.trust import TrustParams
-from lightbox_node.store import BlobStore, Database, open_database, setdefault_meta
+from lightbox_node.store import BlobId, BlobStore, Database, open_database, setdefault_meta
 from lightbox_node.swarm import Swarm, SwarmParams
+from lightbox_node.tasks import load_catalog
 
 log = logging.getLogger("lightbox.node")
 
@@ -66,12 +70,17 @@ async def run_node(
     started_at = wall_clock()
     bootstrap = parse_bootstrap_list(config.bootstrap)  # bad entries fail before anything binds
     database = await trio.to_thread.run_sync(open_database, config.database_file)
+    accounts: AccountService | None = None
     try:
         await trio.to_thread.run_sync(BlobStore, config.blob_dir)
         await trio.to_thread.run_sync(
             setdefault_meta, database, "first_started_at", str(started_at)
         )
         api_token = await trio.to_thread.run_sync(_api_token, config)
+        # Accounts get their own connection, so their writes never land in a journal batch.
+        accounts = await trio.to_thread.run_sync(
+            AccountService.open, config.database_file, identity
+        )
         policy = await trio.to_thread.run_sync(
             lambda: load_policy(database, allowlist_only=config.allowlist_only)
         )
@@ -122,7 +131,7 @@ async def run_node(
                 jobs = await _start_dispatch(services, config, identity, swarm, database)
                 editor_url = await outer.start(
                     serve_http,
-                    create_app(status, swarm, jobs.queue, api_token=api_token),
+                    create_app(status, swarm, jobs.queue, api_token=api_token, accounts=accounts),
                     config.http_host,
                     config.http_port,
                     shutdown,
@@ -143,6 +152,8 @@ async def run_node(
                 services.cancel_scope.cancel()
             outer.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE_S
     finally:
+        if accounts is not None:
+            accounts.close()
         database.close()
 
 
@@ -161,19 +172,36 @@ async def _start_dispatch(
 ) -> _Dispatch:
     """The queue role's service and the gpu role's host, attached to each other and to peers."""
     queue = host = None
+    blobs = BlobStore(config.blob_dir)
+    exchange = BlobExchange(swarm, blobs)
+    await nursery.start(exchange.run)
+    swarm.register(BLOBS_PROTOCOL, exchange)
     if "queue" in config.roles:
         params = SchedulerParams(trust=TrustParams(federated_priority=config.federated_priority))
         queue = QueueService(
             identity.peer_id,
             Scheduler(params),
             database,
-            BlobStore(config.blob_dir),
+            blobs,
             retention_s=config.job_retention_s,
         )
         await nursery.start(queue.run)
     if "gpu" in config.roles:
-        runners = test_task_runners() if config.test_tasks else {}
-        host = GpuHost(runners, slots=config.gpu_slots, on_change=swarm.capabilities_changed)
+        runners: dict = test_task_runners() if config.test_tasks else {}
+        runners.update(await _model_runners(config))
+
+        async def image_bytes(blob_text: str) -> bytes:
+            """An image input: from this node's store, else fetched from the job's queues."""
+            blob_id = BlobId.parse(blob_text)
+            await exchange.fetch(blob_id, host.queues if host is not None else ())
+            return await trio.to_thread.run_sync(blobs.get, blob_id)
+
+        host = GpuHost(
+            runners,
+            slots=config.gpu_slots,
+            on_change=swarm.capabilities_changed,
+            images=image_bytes,
+        )
         await nursery.start(host.run)
         swarm.set_tasks(host.task_schemas, lambda: host.queues)
     federation = None
@@ -193,6 +221,34 @@ async def _start_dispatch(
     if queue is not None and host is not None and not config.attach_to:
         await nursery.start(run_local_pair, queue, host, identity.peer_id)
     return _Dispatch(queue, host)
+
+
+async def _model_runners(config: NodeConfig) -> dict:
+    """Runners for every catalog model whose weights are here; tiny demo ones if asked.
+
+    Nothing heavy is imported unless some model can be served: checking for weights is
+    plain file work, and a node without models starts as fast as one without the ml extra.
+    """
+    catalog = await trio.to_thread.run_sync(load_catalog, config.models_dir)
+    if config.demo_models:
+        from lightbox_node.runners import build_tiny_models
+
+        log.info("building tiny demo models (random weights) where none exist")
+        await trio.to_thread.run_sync(build_tiny_models, config.data_dir, catalog)
+    survey = await trio.to_thread.run_sync(catalog.survey, config.data_dir)
+    if not any(availability.servable for availability in survey.values()):
+        log.info(
+            "no model weights found: serving test tasks only",
+            extra={"hint": "set demo_models = true for tiny demo models"},
+        )
+        return {}
+    from lightbox_node.runners import build_runners
+
+    runners, reasons = await trio.to_thread.run_sync(build_runners, catalog, config.data_dir)
+    for reason in reasons:
+        log.info("model not served", extra={"reason": reason})
+    log.info("serving models", extra={"tasks": ",".join(sorted(runners))})
+    return runners
 
 
 def _api_token(config: NodeConfig) -> str:

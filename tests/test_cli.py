@@ -16,9 +16,19 @@ from pathlib import Path
 import pytest
 
 from lightbox_node.identity import PeerId
-from tests.node_process import EXE, NodeProcess, clean_env
+from tests.node_process import EXE, NodeProcess, clean_env, http_json
 
-SUBCOMMANDS = ("init", "id", "config", "run", "block", "allow", "unblock", "policy")
+SUBCOMMANDS = (
+    "init",
+    "id",
+    "config",
+    "run",
+    "block",
+    "allow",
+    "unblock",
+    "policy",
+    "dashboard",
+)
 
 
 def cli(*args: str, data_dir: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -143,3 +153,45 @@ def test_run_logs_one_json_object_per_line_when_asked(tmp_path: Path) -> None:
     records = [json.loads(line) for line in err.splitlines() if line.strip()]
     assert any(r["msg"] == "node ready" and r["level"] == "info" for r in records)
     assert all({"ts", "level", "logger", "msg"} <= r.keys() for r in records)
+
+
+def test_init_admin_creates_an_administrator_who_can_log_in(tmp_path: Path) -> None:
+    env = clean_env(LIGHTBOX_ADMIN_PASSWORD="correct horse battery staple")
+    result = subprocess.run(
+        [EXE, "init", "--admin", "root-admin", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "admin:     root-admin (created)" in result.stdout
+    again = subprocess.run(
+        [EXE, "init", "--admin", "root-admin", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert again.returncode == 1 and "root-admin" in again.stderr  # the name is taken
+    node = NodeProcess(
+        ["run", "--data-dir", str(tmp_path), "--http-port", "0", "--p2p-port", "0", "--no-mdns"]
+    )
+    try:
+        editor = node.line("editor:")
+        status, body = http_json(
+            editor + "api/v1/auth/login",
+            method="POST",
+            body={
+                "username": "root-admin",
+                "password": "correct horse battery staple",
+                "scope": "admin",
+            },
+            headers={"Content-Type": "application/json"},
+        )
+        assert status == 200, body
+        assert body["scope"] == "admin"
+    finally:
+        node.stop()

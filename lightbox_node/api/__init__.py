@@ -2,5 +2,6 @@
 
 from lightbox_node.api.app import NodeStatus, create_app
 from lightbox_node.api.server import serve_http
+from lightbox_node.api.settings import ApiSettings
 
-__all__ = ["NodeStatus", "create_app", "serve_http"]
+__all__ = ["ApiSettings", "NodeStatus", "create_app", "serve_http"]

@@ -5,7 +5,9 @@ also has the queue role). It tells each what it runs and how many jobs it runs a
 (`hello`, then `slots` when that changes: 0 drains the host). The queue node keeps track of
 what it has in flight here and pushes one job more than the slots (prefetch), so the next
 job is already here when one ends and the GPU never idles. Jobs run as trio tasks; a model
-runner moves its heavy work to a worker thread itself, so the node stays responsive.
+runner moves its heavy work to a worker thread itself (`RunContext.run_sync`), so the node
+stays responsive. Image inputs arrive as blob ids; the `images` resolver fetches their bytes
+(a host without one faults jobs that have image inputs).
 Everything a queue sends is checked again here: the queue is another node, so its messages
 are hostile input.
 """
@@ -36,10 +38,23 @@ from lightbox_node.dispatch.protocol import (
     encode,
     parse_queue_message,
 )
-from lightbox_node.dispatch.test_tasks import TaskFailed, TaskRunner
+from lightbox_node.dispatch.test_tasks import (
+    NO_IMAGE_RESOLVER,
+    ImageResolver,
+    RunContext,
+    TaskFailed,
+    TaskRunner,
+)
 from lightbox_node.errors import LightboxError, WireError
 from lightbox_node.identity import PeerId
-from lightbox_node.tasks import InvalidJobInput, validate_inputs
+from lightbox_node.tasks import (
+    ImageInput,
+    ImageListInput,
+    InvalidJobInput,
+    MaskInput,
+    TaskSchema,
+    validate_inputs,
+)
 
 log = logging.getLogger("lightbox.gpu")
 
@@ -58,8 +73,19 @@ class _Job:
     cancelled: bool = False
 
 
+def _has_image_inputs(schema: TaskSchema, inputs: Mapping[str, Any]) -> bool:
+    return any(
+        isinstance(spec, ImageInput | MaskInput | ImageListInput) and spec.name in inputs
+        for spec in schema.inputs
+    )
+
+
 class GpuHost:
-    """Runs the tasks of `runners` for the queue nodes attached with `attach`."""
+    """Runs the tasks of `runners` for the queue nodes attached with `attach`.
+
+    `images` fetches an image input's bytes by blob id; None (for now, on a host that is not
+    also the queue node holding the blobs) faults every job that has image inputs.
+    """
 
     def __init__(
         self,
@@ -68,6 +94,7 @@ class GpuHost:
         slots: int = 1,
         prefetch: int = 1,
         on_change: Callable[[], None] = lambda: None,
+        images: ImageResolver | None = None,
     ) -> None:
         if slots < 0 or prefetch < 0:
             raise ValueError("a GPU host has at least one slot and a prefetch of zero or more")
@@ -79,6 +106,7 @@ class GpuHost:
         self._running: dict[str, _Job] = {}
         self._nursery: trio.Nursery | None = None
         self._on_change = on_change
+        self.images = images
         self.completed = 0
         self.faulted = 0
 
@@ -196,6 +224,8 @@ class GpuHost:
             inputs = validate_inputs(runner.schema, run.inputs)
         except InvalidJobInput as exc:
             return Fault(run.job_id, run.attempt, f"inputs refused by the host: {exc}"[:MAX_REASON])
+        if self.images is None and _has_image_inputs(runner.schema, inputs):
+            return Fault(run.job_id, run.attempt, NO_IMAGE_RESOLVER)
         port(encode(Started(run.job_id, run.attempt)))
         last_sent = -1.0
 
@@ -215,7 +245,7 @@ class GpuHost:
         with job.scope:
             job.scope.deadline = trio.current_time() + run.deadline_s
             try:
-                outputs = await runner.run(inputs, progress)
+                outputs = await runner.run(inputs, RunContext(progress, images=self.images))
             except TaskFailed as exc:
                 failure = str(exc) or "the task failed"
             except LightboxError as exc:

@@ -1,0 +1,124 @@
+"""`KeyedTable.apply`: the table shows exactly the rows given, changes only what differs,
+keeps its sort and keeps the cursor on the same row."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from lightbox_node.tui.tables import Cell, Column, KeyedTable, age, bar, cell, duration, short_id
+from textual.app import App
+
+COLUMNS = (Column("name", "Name", 8), Column("score", "Score", 6))
+
+
+def render(row: tuple[str, float]) -> list[Cell]:
+    name, score = row
+    return [cell(name), cell(f"{score:g}", sort=score)]
+
+
+class TableApp(App[None]):
+    def compose(self) -> Any:
+        yield KeyedTable(COLUMNS, render, sort_column="score", reverse=True, id="table")
+
+
+def with_table(check: Callable[[KeyedTable, Any], Awaitable[None]]) -> None:
+    async def scenario() -> None:
+        app = TableApp()
+        async with app.run_test(size=(40, 20)) as pilot:
+            await check(app.query_one(KeyedTable), pilot)
+
+    asyncio.run(scenario())
+
+
+def rows(**scores: float) -> list[tuple[str, Any, tuple[str, float]]]:
+    return [(name, score, (name, score)) for name, score in scores.items()]
+
+
+def shown(table: KeyedTable) -> list[list[str]]:
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def test_rows_are_shown_sorted_and_only_changes_are_applied() -> None:
+    async def check(table: KeyedTable, pilot: Any) -> None:
+        stats = table.apply(rows(a=1, b=3, c=2))
+        assert stats.added == 3
+        assert shown(table) == [["b", "3"], ["c", "2"], ["a", "1"]]
+
+        stats = table.apply(rows(a=1, b=3, c=2))
+        assert (stats.added, stats.updated_rows, stats.removed) == (0, 0, 0)
+
+        stats = table.apply(rows(a=5, b=3, d=0))
+        assert (stats.added, stats.updated_cells, stats.removed) == (1, 1, 1)
+        assert shown(table) == [["a", "5"], ["b", "3"], ["d", "0"]]
+        assert table.keys == ["a", "b", "d"]
+
+    with_table(check)
+
+
+def test_the_cursor_stays_on_its_row_when_rows_move() -> None:
+    async def check(table: KeyedTable, pilot: Any) -> None:
+        table.apply(rows(a=1, b=3, c=2))
+        table.move_cursor(row=table.keys.index("c"))
+        await pilot.pause()
+        table.apply(rows(a=1, b=3, c=2, z=9, y=8))
+        await pilot.pause()
+        assert table.cursor_key == "c"
+        table.apply(rows(b=3))  # c is gone: the cursor stays within the table
+        await pilot.pause()
+        assert table.cursor_key == "b"
+
+    with_table(check)
+
+
+def test_choosing_the_sort_column_again_flips_the_order() -> None:
+    async def check(table: KeyedTable, pilot: Any) -> None:
+        table.apply(rows(a=1, b=3, c=2))
+        table.sort_by("name")
+        assert table.keys == ["a", "b", "c"]
+        table.sort_by("name")
+        assert table.keys == ["c", "b", "a"]
+        table.apply(rows(a=1, b=3, c=2, d=0))
+        assert table.keys == ["d", "c", "b", "a"]
+        await pilot.pause()
+        assert "Name ▼" in str(table.columns[table.column_specs[0].key].label)  # type: ignore[index]
+
+    with_table(check)
+
+
+def test_a_header_click_sorts_by_that_column() -> None:
+    async def check(table: KeyedTable, pilot: Any) -> None:
+        table.apply(rows(a=1, b=3, c=2))
+        await pilot.pause()
+        await pilot.click(KeyedTable, offset=(2, 0))  # the "Name" header
+        await pilot.pause()
+        assert table.sort_column == "name" and table.keys == ["a", "b", "c"]
+
+    with_table(check)
+
+
+def test_many_removals_in_one_batch_leave_a_consistent_table() -> None:
+    async def check(table: KeyedTable, pilot: Any) -> None:
+        table.apply(rows(**{f"r{i:03d}": float(i) for i in range(300)}))
+        table.apply(rows(**{f"r{i:03d}": float(i) for i in range(0, 300, 7)}))
+        await pilot.pause()
+        assert table.row_count == len(range(0, 300, 7))
+        assert table.keys == [f"r{i:03d}" for i in reversed(range(0, 300, 7))]
+        assert shown(table)[0] == ["r294", "294"]
+
+    with_table(check)
+
+
+def test_cells_are_shared_and_sort_numbers_as_numbers() -> None:
+    assert cell("running", "cyan") is cell("running", "cyan")
+    assert cell("10", sort=10).order < cell("9", sort=900).order
+    assert cell("x").order > cell("9", sort=9).order  # text after numbers
+    assert Cell("a", sort=None).sort == "a"
+
+
+def test_formatting_helpers() -> None:
+    assert age(42.9) == "42s" and age(61) == "1m" and age(7200) == "2h" and age(None) == "—"
+    assert duration(3725) == "1h 02m 05s" and duration(5) == "5s"
+    assert bar(0.5, width=4) == "██░░  50%"
+    assert short_id("lb1abcdefghijklmnopqrstuvwxyz") == "lb1abcdefg…wxyz"

@@ -1,0 +1,365 @@
+"""Live tables: a DataTable kept in step with keyed rows by applying only what changed.
+
+A refresh hands `KeyedTable.apply` every row as (key, signature, source). Rows whose
+signature is unchanged cost a dict lookup; changed rows are rendered (from shared, cached
+cells) and only their changed cells written; rows are added and removed in one pass and
+renumbered once. The sort order and the row under the cursor survive every batch. Also the
+small formatting helpers the tabs share (ages, short ids, text progress bars).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Self, TypeVar
+
+from rich.text import Text
+from textual._two_way_dict import TwoWayDict
+from textual.message import Message
+from textual.widgets import DataTable
+from textual.widgets.data_table import CellKey, ColumnKey, Row, RowKey
+
+S = TypeVar("S")
+
+BAR_WIDTH = 10
+
+
+class Cell(Text):
+    """A table cell: styled text plus the value it sorts by (numbers sort as numbers)."""
+
+    __slots__ = ("order", "sort")
+
+    def __init__(self, plain: str = "", style: str = "", sort: Any = None) -> None:
+        super().__init__(plain, end="", no_wrap=True, overflow="ellipsis")
+        if style:
+            self.stylize(style)
+        self.sort = plain.casefold() if sort is None else sort
+        self.order = sort_key(self.sort)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Cell):
+            return NotImplemented
+        return self.plain == other.plain and self.spans == other.spans and self.sort == other.sort
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def cell(plain: str, style: str = "", sort: Any = None) -> Cell:
+    """A cell, shared by every row that shows the same thing: refreshing thousands of rows
+    then mostly reuses cells instead of building them (and unchanged cells compare by
+    identity)."""
+    return Cell(plain, style, sort)
+
+
+def sort_key(value: Any) -> tuple[int, Any]:
+    """Orders sort values: numbers as numbers, then text, with empty values (None) last."""
+    if value is None:
+        return (1, 0)
+    if isinstance(value, int | float):
+        return (0, (0, value))
+    return (0, (1, str(value)))
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    key: str
+    label: str
+    width: int | None = None
+
+
+@dataclass(slots=True)
+class ApplyStats:
+    """What one batch did, for tests and the benchmark."""
+
+    added: int = 0
+    updated_rows: int = 0
+    updated_cells: int = 0
+    removed: int = 0
+    sorted: bool = False
+
+
+class KeyedTable(DataTable, Generic[S]):
+    """A row-cursor DataTable whose rows are named by keys and refreshed in batches.
+
+    DataTable's public row methods each renumber or re-walk every row (`remove_row`,
+    `add_row`'s cursor check, `sort`), which at thousands of rows costs milliseconds per
+    call. `apply` therefore changes the table's row store in one pass and renumbers once;
+    it touches DataTable's private `_data`, `_row_locations`, `_new_rows`, `_updated_cells`,
+    `_update_count` and `_require_update_dimensions`, exactly as `add_row`, `update_cell` and
+    `sort` do (Textual 8; the tests of this module pin the behaviour).
+    """
+
+    class Sorted(Message):
+        """The user changed the sort: `column` ascending unless `reverse`."""
+
+        def __init__(self, table: KeyedTable[Any], column: str, reverse: bool) -> None:
+            super().__init__()
+            self.table = table
+            self.column = column
+            self.reverse = reverse
+
+    def __init__(
+        self,
+        columns: Sequence[Column],
+        render: Callable[[S], Sequence[Cell]],
+        *,
+        sort_column: str | None = None,
+        reverse: bool = False,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, id=id, classes=classes)
+        self.column_specs = tuple(columns)
+        self.render_row = render
+        self.sort_column = sort_column
+        self.sort_reverse = reverse
+        self._signatures: dict[str, Hashable] = {}
+        self._cells: dict[str, tuple[Cell, ...]] = {}
+        self._row_keys: dict[str, RowKey] = {}
+        self._order: list[str] = []
+        self._order_keys: dict[str, tuple[int, Any]] = {}
+        """Each row's sort key in the sort column, kept as rows change so sorting is cheap."""
+        self._column_keys = [c.key for c in self.column_specs]
+        self._column_objects = [ColumnKey(c.key) for c in self.column_specs]
+        for column in self.column_specs:
+            self.add_column(column.label, key=column.key, width=column.width)
+
+    # -- batches -------------------------------------------------------------------------------
+
+    @property
+    def keys(self) -> list[str]:
+        """Row keys in display order."""
+        return list(self._order)
+
+    def apply(self, rows: Iterable[tuple[str, Hashable, S]]) -> ApplyStats:
+        """Make the table show exactly `rows` (key, signature, source), changing only what
+        differs from the last batch; the sort order and the row under the cursor survive."""
+        stats = ApplyStats()
+        cursor_key = self.cursor_key
+        was_empty = not self._order
+        seen: set[str] = set()
+        signatures = self._signatures
+        changed: list[tuple[str, tuple[Cell, ...]]] = []
+        added: list[tuple[str, tuple[Cell, ...]]] = []
+        for key, signature, source in rows:
+            seen.add(key)
+            old = signatures.get(key, _MISSING)
+            if old == signature:
+                continue
+            signatures[key] = signature
+            cells = tuple(self.render_row(source))
+            (added if old is _MISSING else changed).append((key, cells))
+        gone = (
+            [key for key in signatures if key not in seen] if len(seen) != len(signatures) else []
+        )
+        if not (changed or added or gone):
+            return stats
+
+        data = self._data
+        sort_index = (
+            self._column_keys.index(self.sort_column)
+            if self.sort_column in self._column_keys
+            else None
+        )
+        resort = bool(added)
+        widen = False
+        for key in gone:
+            row_key = self._row_keys.pop(key)
+            del signatures[key], self._cells[key], data[row_key], self.rows[row_key]
+            self._order_keys.pop(key, None)
+            self._new_rows.discard(row_key)
+        stats.removed = len(gone)
+        for key, cells in changed:
+            row_data = data[self._row_keys[key]]
+            before = self._cells[key]
+            for index, new_cell in enumerate(cells):
+                old_cell = before[index]
+                if old_cell is new_cell or old_cell == new_cell:
+                    continue
+                column_key = self._column_objects[index]
+                row_data[column_key] = new_cell
+                column = self.columns[column_key]
+                if column.auto_width and new_cell.cell_len > column.content_width:
+                    self._updated_cells.add(CellKey(self._row_keys[key], column_key))
+                    widen = True
+                stats.updated_cells += 1
+                if index == sort_index:
+                    self._order_keys[key] = new_cell.order
+                    resort = True
+            self._cells[key] = cells
+        stats.updated_rows = len(changed)
+        for key, cells in added:
+            row_key = RowKey(key)
+            self._row_keys[key] = row_key
+            self._cells[key] = cells
+            if sort_index is not None:
+                self._order_keys[key] = cells[sort_index].order
+            data[row_key] = dict(zip(self._column_objects, cells, strict=True))
+            self.rows[row_key] = Row(row_key, 1)
+            self._new_rows.add(row_key)
+        stats.added = len(added)
+
+        if gone:
+            gone_set = set(gone)
+            self._order = [key for key in self._order if key not in gone_set]
+        self._order += [key for key, _ in added]
+        if resort and sort_index is not None:
+            self._sort_order(sort_index)
+            stats.sorted = True
+        self._renumber()
+        if added or gone or widen:
+            self._require_update_dimensions = True
+        self.refresh(layout=bool(added or gone))
+        self.check_idle()
+        self._restore_cursor(cursor_key, was_empty)
+        return stats
+
+    def _sort_order(self, index: int) -> None:
+        self._order.sort(key=self._order_keys.__getitem__, reverse=self.sort_reverse)
+
+    def _renumber(self) -> None:
+        row_keys = self._row_keys
+        self._row_locations = TwoWayDict(
+            {row_keys[key]: index for index, key in enumerate(self._order)}
+        )
+        self._update_count += 1
+
+    def _restore_cursor(self, cursor_key: str | None, was_empty: bool) -> None:
+        if cursor_key is not None and cursor_key in self._row_keys:
+            index = self._row_locations.get(self._row_keys[cursor_key])
+            if index is not None and index != self.cursor_row:
+                self.move_cursor(row=index, animate=False, scroll=False)
+            return
+        # The row under the cursor went away (or there was none): stay in range.
+        self.cursor_coordinate = self.cursor_coordinate
+        self.hover_coordinate = self.hover_coordinate
+        if (was_empty or cursor_key is not None) and self._order:
+            row = min(self.cursor_row, len(self._order) - 1)
+            self.post_message(DataTable.RowHighlighted(self, row, self._row_keys[self._order[row]]))
+
+    def clear(self, columns: bool = False) -> Self:
+        self._signatures.clear()
+        self._cells.clear()
+        self._row_keys.clear()
+        self._order.clear()
+        self._order_keys.clear()
+        return super().clear(columns)
+
+    # -- sorting by the user -------------------------------------------------------------------
+
+    def sort_by(self, column: str, reverse: bool | None = None) -> None:
+        """Sort by `column`; choosing the current column again flips the order."""
+        if reverse is None:
+            reverse = not self.sort_reverse if column == self.sort_column else False
+        cursor_key = self.cursor_key
+        self.sort_column, self.sort_reverse = column, reverse
+        if self._order:
+            index = self._column_keys.index(column)
+            self._order_keys = {key: cells[index].order for key, cells in self._cells.items()}
+            self._sort_order(index)
+            self._renumber()
+            self.refresh()
+            self._restore_cursor(cursor_key, False)
+        self._show_sort_in_header()
+        self.post_message(self.Sorted(self, column, reverse))
+
+    def _show_sort_in_header(self) -> None:
+        for spec in self.column_specs:
+            arrow = ""
+            if spec.key == self.sort_column:
+                arrow = " ▼" if self.sort_reverse else " ▲"
+            self.columns[ColumnKey(spec.key)].label = Text(spec.label + arrow)
+        self._clear_caches()
+        self.refresh()
+
+    def on_mount(self) -> None:
+        if self.sort_column is not None:
+            self._show_sort_in_header()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        self.sort_by(str(event.column_key.value))
+
+    # -- the cursor ----------------------------------------------------------------------------
+
+    @property
+    def cursor_key(self) -> str | None:
+        if not self._order or not 0 <= self.cursor_row < len(self._order):
+            return None
+        row_key = self._row_locations.get_key(self.cursor_row)
+        return None if row_key is None else str(row_key.value)
+
+
+_MISSING = object()
+
+
+# -- formatting ----------------------------------------------------------------------------
+
+
+def short_id(peer_id: str | None, head: int = 10, tail: int = 4) -> str:
+    """`lb1agbcqi3…4cfq`: enough of a peer id to tell peers apart on one screen."""
+    if not peer_id:
+        return "—"
+    if len(peer_id) <= head + tail + 1:
+        return peer_id
+    return f"{peer_id[:head]}…{peer_id[-tail:]}"
+
+
+def age(seconds: float | None) -> str:
+    """`42s`, `5m`, `3h`, `2d`: coarse on purpose, so old rows do not change every refresh."""
+    if seconds is None or math.isnan(seconds):
+        return "—"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{int(seconds)}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h"
+    return f"{int(seconds // 86400)}d"
+
+
+def duration(seconds: float | None) -> str:
+    """`3h 07m 12s`: an uptime or an ETA."""
+    if seconds is None:
+        return "—"
+    seconds = int(max(0.0, seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h {minutes:02d}m"
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def bar(fraction: float, width: int = BAR_WIDTH) -> str:
+    """`██████░░░░  60%`: a progress bar that fits in a table cell."""
+    fraction = min(1.0, max(0.0, fraction))
+    filled = round(fraction * width)
+    return "█" * filled + "░" * (width - filled) + f" {round(fraction * 100):3d}%"
+
+
+STATE_STYLES = {
+    "queued": "yellow",
+    "dispatched": "cyan",
+    "running": "bold cyan",
+    "done": "green",
+    "faulted": "bold red",
+    "cancelled": "magenta",
+    "expired": "red",
+}
+
+
+def number(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "—"
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.{digits}f}"
