@@ -8,8 +8,7 @@ carries a hash.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ from sqlite_utils import Database
 
 from lightbox_node.accounts.errors import ChallengeReplayed, UsernameTaken
 from lightbox_node.errors import StoreError
+from lightbox_node.store.transactions import committed
 
 
 def create_accounts_tables(db: Database) -> None:
@@ -82,27 +82,6 @@ class Duplicate(StoreError):
     """A row with this key exists already."""
 
 
-@contextmanager
-def committed(db: Database, action: str) -> Iterator[sqlite3.Connection]:
-    conn = db.conn
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    except sqlite3.IntegrityError as exc:
-        raise Duplicate(f"could not {action}: {exc}") from exc
-    except sqlite3.Error as exc:
-        raise StoreError(
-            f"could not {action}: {exc}. Check free disk space and that the database folder "
-            "is writable"
-        ) from exc
-
-
 def read(db: Database, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     try:
         return db.conn.execute(sql, parameters).fetchall()
@@ -139,7 +118,7 @@ def insert_account(db: Database, row: AccountRow, spent: tuple[str, int] | None 
     Raises UsernameTaken or ChallengeReplayed and changes nothing then.
     """
     now_ms = int(row.created_at * 1000)
-    with committed(db, f"create account {row.username!r}") as conn:
+    with committed(db, f"create account {row.username!r}", on_conflict=Duplicate) as conn:
         taken = conn.execute("SELECT 1 FROM accounts WHERE username = ?", [row.username]).fetchone()
         if taken:
             raise UsernameTaken(f"the user name {row.username!r} is taken; choose another")
@@ -171,7 +150,7 @@ def insert_account(db: Database, row: AccountRow, spent: tuple[str, int] | None 
 
 
 def update_account(db: Database, row: AccountRow) -> None:
-    with committed(db, f"update account {row.username!r}") as conn:
+    with committed(db, f"update account {row.username!r}", on_conflict=Duplicate) as conn:
         conn.execute(
             "UPDATE accounts SET password_hash = ?, role = ?, email = ?, email_verified = ?,"
             " tokens_valid_after_ms = ? WHERE username = ?",
@@ -188,7 +167,7 @@ def update_account(db: Database, row: AccountRow) -> None:
 
 def insert_token(db: Database, row: TokenRow, now_ms: int) -> None:
     """Record an issued token, and forget tokens expired long enough ago to be useless."""
-    with committed(db, "record a token") as conn:
+    with committed(db, "record a token", on_conflict=Duplicate) as conn:
         conn.execute("DELETE FROM api_tokens WHERE expires_at_ms <= ?", [now_ms])
         conn.execute(
             "INSERT INTO api_tokens (token_id, username, scope, label, issued_at_ms,"
@@ -206,7 +185,7 @@ def insert_token(db: Database, row: TokenRow, now_ms: int) -> None:
 
 
 def revoke_tokens(db: Database, token_ids: Sequence[str], now_ms: int) -> None:
-    with committed(db, "revoke tokens") as conn:
+    with committed(db, "revoke tokens", on_conflict=Duplicate) as conn:
         conn.executemany(
             "UPDATE api_tokens SET revoked_at_ms = ? WHERE token_id = ? AND revoked_at_ms IS NULL",
             [(now_ms, token_id) for token_id in token_ids],

@@ -17,7 +17,6 @@ from lightbox_node.store.journal import (
 )
 from lightbox_node.store.migrations import Migration, schema_version
 from lightbox_node.store.node_meta import get_meta, set_meta, setdefault_meta
-from lightbox_node.store.schema import LATEST_SCHEMA_VERSION, MIGRATIONS
 
 __all__ = [
     "BLOB_ID_PREFIX",
@@ -42,3 +41,12 @@ __all__ = [
     "set_meta",
     "setdefault_meta",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """`MIGRATIONS` and `LATEST_SCHEMA_VERSION`, imported on first use (see `open_database`)."""
+    if name in ("MIGRATIONS", "LATEST_SCHEMA_VERSION"):
+        from lightbox_node.store import schema
+
+        return getattr(schema, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,14 +15,13 @@ from sqlite_utils import Database
 
 from lightbox_node.errors import StoreError
 from lightbox_node.store.migrations import Migration, apply_migrations
-from lightbox_node.store.schema import MIGRATIONS
 
 BUSY_TIMEOUT_S = 10.0
 """How long a write waits for another connection's lock before giving up."""
 
 
 def open_database(
-    path: str | os.PathLike[str], migrations: Sequence[Migration] = MIGRATIONS
+    path: str | os.PathLike[str], migrations: Sequence[Migration] | None = None
 ) -> Database:
     """Open (or create) the database file at `path` and bring its schema up to date.
 
@@ -32,6 +31,12 @@ def open_database(
     The connection may be used from any thread (the trio shell hands it to worker threads),
     but from one thread at a time: callers serialise access.
     """
+    if migrations is None:
+        # The node's schema names tables of many packages; importing it lazily keeps the
+        # store importable from those packages without a cycle.
+        from lightbox_node.store.schema import MIGRATIONS
+
+        migrations = MIGRATIONS
     path = Path(path)
     try:
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
