@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lightbox_node.dispatch.test_tasks import ProgressCallback, RunContext
-from lightbox_node.runners.cache import PipelineCache
-from lightbox_node.runners.device import Device, DeviceLane
+from lightbox_node.runners.base import ModelRunner
+from lightbox_node.runners.device import Device
 from lightbox_node.runners.outputs import OutputRejected, encode_png
 from lightbox_node.runners.source import ModelLoadFailed, ModelSource
-from lightbox_node.tasks import TaskSchema
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -104,22 +103,8 @@ def load_session(source: ModelSource, device: Device) -> Any:
     )
 
 
-class RemoveBackground:
+class RemoveBackground(ModelRunner):
     """remove_background: the subject kept, the background transparent (or just the mask)."""
-
-    def __init__(
-        self,
-        schema: TaskSchema,
-        source: ModelSource,
-        device: Device,
-        cache: PipelineCache,
-        lane: DeviceLane | None = None,
-    ) -> None:
-        self.schema = schema
-        self.source = source
-        self.device = device
-        self.cache = cache
-        self.lane = lane if lane is not None else DeviceLane()
 
     @property
     def cache_key(self) -> tuple[str, ...]:

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from lightbox_node.dispatch.test_tasks import RunContext, TaskFailed
-from lightbox_node.runners.cache import PipelineCache, module_bytes
-from lightbox_node.runners.device import Device, DeviceLane
+from lightbox_node.runners.base import ModelRunner
+from lightbox_node.runners.cache import module_bytes
+from lightbox_node.runners.device import Device
 from lightbox_node.runners.outputs import check_images, encode_png, is_flat, to_uint8
 from lightbox_node.runners.source import ModelLoadFailed, ModelSource
-from lightbox_node.tasks import RANDOM_SEED, SEED_MAX, TaskSchema
+from lightbox_node.tasks import RANDOM_SEED, SEED_MAX
 
 if TYPE_CHECKING:
     import numpy as np
@@ -98,7 +99,7 @@ def step_hook(context: RunContext) -> Callable[..., dict[str, Any]]:
     return on_step_end
 
 
-class DiffusionRunner:
+class DiffusionRunner(ModelRunner):
     """A task served by a diffusers pipeline family; subclasses say which and how to call it.
 
     `loader_class` names the diffusers class the weights are loaded with (the cache key, so
@@ -107,20 +108,6 @@ class DiffusionRunner:
 
     loader_class: ClassVar[str] = "StableDiffusionPipeline"
     job_class: ClassVar[str] = "StableDiffusionPipeline"
-
-    def __init__(
-        self,
-        schema: TaskSchema,
-        source: ModelSource,
-        device: Device,
-        cache: PipelineCache,
-        lane: DeviceLane | None = None,
-    ) -> None:
-        self.schema = schema
-        self.source = source
-        self.device = device
-        self.cache = cache
-        self.lane = lane if lane is not None else DeviceLane()
 
     @property
     def cache_key(self) -> tuple[str, ...]:

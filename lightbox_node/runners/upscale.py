@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lightbox_node.dispatch.test_tasks import ProgressCallback, RunContext, TaskFailed
-from lightbox_node.runners.cache import PipelineCache, module_bytes
-from lightbox_node.runners.device import Device, DeviceLane
+from lightbox_node.runners.base import ModelRunner
+from lightbox_node.runners.cache import module_bytes
+from lightbox_node.runners.device import Device
 from lightbox_node.runners.outputs import check_images, encode_png, is_flat, to_uint8
 from lightbox_node.runners.source import ModelLoadFailed, ModelSource
-from lightbox_node.tasks import TaskSchema
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -63,22 +63,8 @@ def load_upscaler(source: ModelSource, device: Device) -> RRDBNet:
     return net.to(device=device.name, dtype=device.dtype)
 
 
-class Upscale:
+class Upscale(ModelRunner):
     """upscale: Real-ESRGAN ×2 / ×4 with tiling for large pictures."""
-
-    def __init__(
-        self,
-        schema: TaskSchema,
-        source: ModelSource,
-        device: Device,
-        cache: PipelineCache,
-        lane: DeviceLane | None = None,
-    ) -> None:
-        self.schema = schema
-        self.source = source
-        self.device = device
-        self.cache = cache
-        self.lane = lane if lane is not None else DeviceLane()
 
     @property
     def cache_key(self) -> tuple[str, ...]:
