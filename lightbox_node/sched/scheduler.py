@@ -578,9 +578,13 @@ class Scheduler:
 
     def _fill_all(self, now: float) -> list[Action]:
         actions: list[Action] = []
+        # Called after every event, over every host: the cheap tests (an empty queue, a
+        # full host) come first, because they decide for almost every host.
         online = [h for h in self._host_order if h.online and h.slots > 0]
         for h in online:
             capacity = h.slots + self.params.prefetch
+            if not h.queue or len(h.in_flight) >= capacity:
+                continue
             while len(h.in_flight) < capacity and any(h.queue.count(t) for t in h.tasks):
                 job = h.queue.take(lambda j, h=h: j.spec.task in h.tasks)
                 if job is None:
@@ -589,14 +593,18 @@ class Scheduler:
                 actions += self._dispatch(h, job, now)
         # Stealing looks at every other queue; skip it unless some queue holds an unpinned
         # job for a task the thief runs (one pass here instead of one per thief).
+        thieves = [h for h in online if not h.pinned_only and len(h.in_flight) < h.slots]
+        if not thieves:
+            return actions
         open_tasks = {
             task
             for h in self._host_order
+            if h.queue
             for task in h.tasks
             if h.queue.count(task, open_only=True)
         }
-        for h in online:
-            if h.pinned_only or not h.tasks & open_tasks:
+        for h in thieves:
+            if not h.tasks & open_tasks:
                 continue
             while len(h.in_flight) < h.slots:
                 job = self._steal_for(h, now)
