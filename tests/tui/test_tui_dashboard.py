@@ -29,11 +29,14 @@ def test_every_tab_shows_the_live_node(live_node: RunningNode) -> None:
         app = dashboard_for(live_node)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: app.snapshot is not None, what="the first refresh")
-            text = screen_text(app)
-            assert "connected to" in text
-            assert live_node.peer_id in text  # the overview's identity panel
-            assert "queue, gpu, registry" in text
-            assert "Jobs per minute" in text
+            # The panels render after the first refresh lands: wait for them, on a busy CI too.
+            for shown in (
+                "connected to",
+                live_node.peer_id,
+                "queue, gpu, registry",
+                "Jobs per minute",
+            ):
+                await until(pilot, lambda shown=shown: shown in screen_text(app), what=shown)
 
             await pilot.press("2")
             await until(pilot, lambda: "peers known" in screen_text(app), what="peers tab")
