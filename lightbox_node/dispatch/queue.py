@@ -78,6 +78,21 @@ class JobView:
         return self.state in ("done", "faulted", "cancelled", "expired")
 
 
+def output_names(schema: TaskSchema | None, count: int) -> list[str]:
+    """Names for `count` results: one per declared output, an image list taking the rest."""
+    names: list[str] = []
+    outputs = list(schema.outputs) if schema is not None else []
+    for index, output in enumerate(outputs):
+        left = count - len(names)
+        later = len(outputs) - index - 1
+        take = max(1, left - later) if output.type == "image_list" else 1
+        names.extend(
+            output.name if i == 0 else f"{output.name}[{i}]" for i in range(min(take, left))
+        )
+    names.extend(f"output{i}" for i in range(len(names), count))
+    return names
+
+
 def _account(job: Job) -> str:
     """The trust account a job is charged to (a forwarding node's, for a federated job)."""
     origin = job.spec.federated_from
@@ -394,22 +409,24 @@ class QueueService:
             await event.wait()
 
     async def result(self, job_id: str) -> list[tuple[str, bytes]]:
-        """The outputs of a done job, by name; marks the job delivered (retention starts)."""
+        """The outputs of a done job, by name; marks the job delivered (retention starts).
+
+        An image-list output holds every picture the host returned for it, in order: the
+        first under the output's name, the next as `images[1]`, `images[2]`, …
+        """
         job = self.scheduler.job(job_id)
         if job.state.value != "done":
             raise JobError(f"job {job_id} is {job.state.value}, not done; watch it until it ends")
-        schema_outputs = [o.name for o in self._output_names(job.spec.task)]
         ids = [BlobId.parse(text) for text in job.results]
         data = await trio.to_thread.run_sync(lambda: [self.blobs.get(i) for i in ids])
         # Retention starts at delivery; recording that can ride along with the next write.
         self._delivered.setdefault(job_id, self._wall())
         self._journal_wake.set()
-        names = schema_outputs + [f"output{i}" for i in range(len(schema_outputs), len(data))]
-        return list(zip(names, data, strict=False))
-
-    def _output_names(self, task: str) -> list[Any]:
-        schema = self.offered_tasks().get(task)
-        return list(schema.outputs) if schema else []
+        return list(
+            zip(
+                output_names(self.offered_tasks().get(job.spec.task), len(data)), data, strict=True
+            )
+        )
 
     # -- carrying out the scheduler's actions -------------------------------------------------
 
