@@ -423,9 +423,7 @@ class QueueService:
         self._delivered.setdefault(job_id, self._wall())
         self._journal_wake.set()
         return list(
-            zip(
-                output_names(self.offered_tasks().get(job.spec.task), len(data)), data, strict=True
-            )
+            zip(output_names(self.offered_tasks().get(job.spec.task), len(data)), data, strict=True)
         )
 
     # -- carrying out the scheduler's actions -------------------------------------------------
