@@ -40,6 +40,7 @@ from lightbox_node.dispatch.protocol import (
 )
 from lightbox_node.dispatch.test_tasks import (
     NO_IMAGE_RESOLVER,
+    ConceptResolver,
     ImageResolver,
     RunContext,
     TaskFailed,
@@ -85,6 +86,7 @@ class GpuHost:
 
     `images` fetches an image input's bytes by blob id; None (for now, on a host that is not
     also the queue node holding the blobs) faults every job that has image inputs.
+    `concepts` resolves a concept name to its current global model through the registry.
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class GpuHost:
         prefetch: int = 1,
         on_change: Callable[[], None] = lambda: None,
         images: ImageResolver | None = None,
+        concepts: ConceptResolver | None = None,
     ) -> None:
         if slots < 0 or prefetch < 0:
             raise ValueError("a GPU host has at least one slot and a prefetch of zero or more")
@@ -107,6 +110,7 @@ class GpuHost:
         self._nursery: trio.Nursery | None = None
         self._on_change = on_change
         self.images = images
+        self.concepts = concepts
         self.completed = 0
         self.faulted = 0
 
@@ -245,7 +249,9 @@ class GpuHost:
         with job.scope:
             job.scope.deadline = trio.current_time() + run.deadline_s
             try:
-                outputs = await runner.run(inputs, RunContext(progress, images=self.images))
+                outputs = await runner.run(
+                    inputs, RunContext(progress, images=self.images, concepts=self.concepts)
+                )
             except TaskFailed as exc:
                 failure = str(exc) or "the task failed"
             except LightboxError as exc:

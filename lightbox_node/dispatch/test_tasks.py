@@ -12,6 +12,7 @@ import io
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import outcome
@@ -34,6 +35,7 @@ log = logging.getLogger("lightbox.gpu")
 ProgressCallback = Callable[[float, str], None]
 
 ImageResolver = Callable[[str], Awaitable[bytes]]
+ConceptResolver = Callable[[str], Awaitable["ConceptModel"]]
 """Fetches the bytes of an image input by its blob id (`sha256-…`)."""
 
 NO_IMAGE_RESOLVER = (
@@ -70,6 +72,15 @@ class Interrupted(TaskFailed):
         super().__init__("the job was cancelled")
 
 
+@dataclass(frozen=True, slots=True)
+class ConceptModel:
+    """A concept's global model: its blob id (text) and the weights blob's bytes."""
+
+    concept: str
+    model_id: str
+    data: bytes
+
+
 class RunContext:
     """What a running job gets from its host: progress, image inputs and a cancel flag.
 
@@ -85,9 +96,11 @@ class RunContext:
         progress: ProgressCallback | None = None,
         *,
         images: ImageResolver | None = None,
+        concepts: ConceptResolver | None = None,
     ) -> None:
         self._progress = progress
         self._images = images
+        self._concepts = concepts
         self.cancelled = threading.Event()
         self._token = trio.lowlevel.current_trio_token() if trio.lowlevel.in_trio_run() else None
 
@@ -126,6 +139,13 @@ class RunContext:
         if self._images is None:
             raise TaskFailed(NO_IMAGE_RESOLVER)
         return await self._images(str(value["blob"]))
+
+    async def concept(self, name: str) -> ConceptModel:
+        """The current global model of concept `name` (its blob id and bytes), as committed
+        in the registry when the job started; fetched from peers if this node lacks it."""
+        if self._concepts is None:
+            raise TaskFailed(f"this host cannot resolve concepts (asked for {name!r})")
+        return await self._concepts(name)
 
     async def image(self, value: Mapping[str, Any]) -> Image:
         """An image input, fetched and decoded (in a worker thread), its size checked."""
