@@ -232,6 +232,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _setting("gpu_slots", "Jobs this GPU host runs at once; 0 drains it.", _int_in(0, 64)),
     _setting(
+        "registry_founders",
+        "Peer ids of the registry members that found the Raft group, the same list on each; "
+        "empty: a node with the registry role founds a group of its own. A registry node not "
+        "in the list joins once a member adds it.",
+        _peer_list(),
+    ),
+    _setting(
         "test_tasks",
         "Offer the built-in test tasks (noop, sleep, echo, fail) on this GPU host.",
         _bool(),
@@ -280,6 +287,7 @@ class NodeConfig:
     record_ttl_s: float = 30.0
     attach_to: tuple[str, ...] = ()
     gpu_slots: int = 1
+    registry_founders: tuple[str, ...] = ()
     test_tasks: bool = True
     demo_models: bool = False
     federated_priority: float = 400.0
