@@ -30,6 +30,7 @@ from lightbox_node.config import (
 from lightbox_node.errors import ConfigError, LightboxError
 from lightbox_node.identity import Identity, PeerId, load_or_create
 from lightbox_node.logs import configure_logging
+from lightbox_node.registry_cli import add_registry_parser, run_registry
 from lightbox_node.sim.cli import add_simulate_parser, run_simulate
 from lightbox_node.tui.cli import add_dashboard_parser, run_dashboard
 
@@ -110,6 +111,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="List the block/allow entries in this node's database.",
     )
     add_dashboard_parser(commands, [common])
+    add_registry_parser(commands, [common])
     add_simulate_parser(commands)  # its own --config: sharing `common` would rewrite ours
     run = commands.add_parser(
         "run",
@@ -311,6 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_policy_change(config, args)
         if args.command == "init":
             return _cmd_init(config, args.admin)
+        if args.command == "registry":
+            return run_registry(config, args)
         return _COMMANDS[args.command](config)
     except LightboxError as exc:
         print(f"lightbox-node: error: {exc}", file=sys.stderr)

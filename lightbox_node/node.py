@@ -32,6 +32,8 @@ from lightbox_node.identity import Identity, PeerId
 from lightbox_node.net import dial, serve_links
 from lightbox_node.net.discovery import PeerHint, link_url, parse_bootstrap_list, run_mdns
 from lightbox_node.net.link import PeerLink
+from lightbox_node.raft import RaftStorage, Registry
+from lightbox_node.raft.service import RegistryService
 from lightbox_node.sched.scheduler import Scheduler, SchedulerParams
 from lightbox_node.sched.trust import TrustParams
 from lightbox_node.store import BlobId, BlobStore, Database, open_database, setdefault_meta
@@ -56,6 +58,7 @@ class NodeReady:
     p2p_url: str
     queue: QueueService | None = None
     """The queue role's service, for callers embedding a node (benchmarks, tests)."""
+    registry: RegistryService | None = None
 
 
 async def run_node(
@@ -71,6 +74,7 @@ async def run_node(
     bootstrap = parse_bootstrap_list(config.bootstrap)  # bad entries fail before anything binds
     database = await trio.to_thread.run_sync(open_database, config.database_file)
     accounts: AccountService | None = None
+    raft_database: Database | None = None
     try:
         await trio.to_thread.run_sync(BlobStore, config.blob_dir)
         await trio.to_thread.run_sync(
@@ -128,15 +132,29 @@ async def run_node(
                 if config.mdns:
                     services.start_soon(_discover_on_lan, swarm, config, p2p_port)
                 services.start_soon(_reload_policy, swarm, database)
+                if "registry" in config.roles:
+                    # Raft gets its own connection: its fsync'd commits never share a
+                    # transaction with the job journal's batches.
+                    raft_database = await trio.to_thread.run_sync(
+                        open_database, config.database_file
+                    )
+                registry = await _start_registry(services, config, swarm, raft_database)
                 jobs = await _start_dispatch(services, config, identity, swarm, database)
                 editor_url = await outer.start(
                     serve_http,
-                    create_app(status, swarm, jobs.queue, api_token=api_token, accounts=accounts),
+                    create_app(
+                        status,
+                        swarm,
+                        jobs.queue,
+                        api_token=api_token,
+                        accounts=accounts,
+                        registry=registry,
+                    ),
                     config.http_host,
                     config.http_port,
                     shutdown,
                 )
-                ready = NodeReady(str(identity.peer_id), editor_url, p2p_url, jobs.queue)
+                ready = NodeReady(str(identity.peer_id), editor_url, p2p_url, jobs.queue, registry)
                 log.info(
                     "node ready",
                     extra={
@@ -154,7 +172,26 @@ async def run_node(
     finally:
         if accounts is not None:
             accounts.close()
+        if raft_database is not None:
+            raft_database.close()
         database.close()
+
+
+async def _start_registry(
+    nursery: trio.Nursery, config: NodeConfig, swarm: Swarm, raft_database: Database | None
+) -> RegistryService:
+    """Every node reads and writes the registry; a `registry` node is also a Raft server."""
+    storage = RaftStorage(raft_database) if raft_database is not None else None
+    registry = RegistryService(
+        swarm,
+        Registry(),
+        storage,
+        founders=[PeerId.parse(text) for text in config.registry_founders],
+    )
+    for protocol, inbox in registry.inboxes.items():
+        swarm.register(protocol, inbox)
+    await nursery.start(registry.run)
+    return registry
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from lightbox_node.api.http import DrainUnreadBody, HttpError, error
 from lightbox_node.api.jobs import JobRoutes, job_json
 from lightbox_node.api.metrics import MetricsRoutes, RequestCounter
 from lightbox_node.api.openapi import DocsRoutes
+from lightbox_node.api.registry import RegistryRoutes
 from lightbox_node.api.settings import ApiSettings
 from lightbox_node.dispatch.queue import QueueService
 from lightbox_node.errors import PeerIdError
@@ -40,6 +41,7 @@ from lightbox_node.gossip.peer_policy import PeerPolicy
 from lightbox_node.gossip.records import CapabilityRecord
 from lightbox_node.gossip.scores import ScoreRow
 from lightbox_node.identity import PeerId
+from lightbox_node.raft.service import RegistryService
 from lightbox_node.swarm import PeerRow
 
 log = logging.getLogger("lightbox.api")
@@ -110,6 +112,7 @@ def create_app(
     api_token: str | None = None,
     accounts: AccountService | None = None,
     settings: ApiSettings | None = None,
+    registry: RegistryService | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The app. Accounts' tokens open user and admin routes by scope; `api_token` (the
@@ -125,6 +128,7 @@ def create_app(
         AdminRoutes(gate, accounts, queue, network, status, clock=clock),
         MetricsRoutes(queue, network, accounts, status, responses, clock=clock),
         HordeRoutes(queue, gate, jobs, clock=clock),
+        RegistryRoutes(registry, clock),
     ]
 
     async def get_status(request: Request) -> JSONResponse:

@@ -1,0 +1,156 @@
+"""Read-only views of the model registry for the dashboard, the editor and the CLI.
+
+Every view is a linearizable read through the registry leader (read-index), so what a page
+shows was committed; a node without the registry role reads through the members it knows
+from gossip. Reads are public, like the peer list: the registry holds only concept names
+and content ids. Writes are not exposed here: adapters reach the registry from finished
+fine-tune jobs, merges from the leader.
+
+    GET /api/v1/registry                          members, each concept's model, recent commits
+    GET /api/v1/registry/concepts/{concept}       one concept: model, version, pending adapters
+    GET /api/v1/registry/concepts/{concept}/history?after=N&limit=L
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from lightbox_node.api.http import HttpError
+from lightbox_node.raft.registry import CONCEPT_PATTERN
+from lightbox_node.raft.service import RegistryRefused, RegistryService, RegistryUnavailable
+
+OVERVIEW_CONCEPTS = 200
+"""Concepts listed by the overview; the per-concept views page through any number."""
+OVERVIEW_COMMITS = 50
+"""Recent merges listed by the overview, newest first."""
+
+
+class RegistryRoutes:
+    """`/api/v1/registry…`, answering 404 `no_registry` on a node built without one."""
+
+    def __init__(self, registry: RegistryService | None, clock: Callable[[], float]) -> None:
+        self.registry = registry
+        self.clock = clock
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/api/v1/registry", self.overview),
+            Route("/api/v1/registry/concepts/{concept}", self.concept),
+            Route("/api/v1/registry/concepts/{concept}/history", self.history),
+        ]
+
+    async def overview(self, request: Request) -> JSONResponse:
+        registry = self._registry()
+        status = registry.status()
+        members = []
+        for peer in status.members:
+            raft = status.raft
+            mine = raft is not None and raft.local == peer
+            members.append(
+                {
+                    "peer_id": str(peer),
+                    "role": raft.role.value if mine and raft is not None else "member",
+                    "term": raft.term if mine and raft is not None else None,
+                    "leader": peer == status.leader,
+                }
+            )
+        names = await self._read({"q": "concepts", "limit": OVERVIEW_CONCEPTS})
+        concepts = []
+        commits: list[dict[str, Any]] = []
+        for name in names:
+            summary = await self._read({"q": "concept", "concept": name})
+            if summary is None:
+                continue
+            merges: list[dict[str, Any]] = []
+            if summary.get("version"):
+                events = await self._read({"q": "history", "concept": name, "limit": 1000})
+                merges = [_commit_row(name, e) for e in events if e.get("kind") == "merge"]
+            concepts.append(_concept_row(name, summary, merges[-1]["at"] if merges else None))
+            commits += merges
+        commits.sort(key=lambda row: row["index"], reverse=True)
+        return JSONResponse(
+            {
+                "leader": str(status.leader) if status.leader else None,
+                "members": members,
+                "concepts": concepts,
+                "commits": commits[:OVERVIEW_COMMITS],
+            }
+        )
+
+    async def concept(self, request: Request) -> JSONResponse:
+        name = _concept_name(request)
+        summary = await self._read({"q": "concept", "concept": name})
+        if summary is None:
+            raise HttpError(404, "unknown_concept", f"the registry has no concept {name!r}")
+        return JSONResponse({"concept": name, **summary})
+
+    async def history(self, request: Request) -> JSONResponse:
+        name = _concept_name(request)
+        query: dict[str, Any] = {"q": "history", "concept": name}
+        for key in ("after", "limit"):
+            text = request.query_params.get(key)
+            if text is not None:
+                if not text.isdigit() or len(text) > 18:
+                    raise HttpError(400, "bad_query", f"{key} must be a whole number")
+                query[key] = int(text)
+        events = await self._read(query)
+        return JSONResponse({"concept": name, "events": events})
+
+    def _registry(self) -> RegistryService:
+        if self.registry is None:
+            raise HttpError(404, "no_registry", "this node runs no registry service")
+        return self.registry
+
+    async def _read(self, query: dict[str, Any]) -> Any:
+        try:
+            return await self._registry().read(query)
+        except RegistryUnavailable as exc:
+            raise HttpError(503, "registry_unavailable", str(exc)) from None
+        except RegistryRefused as exc:
+            raise HttpError(400, "bad_query", str(exc)) from None
+
+
+def _concept_name(request: Request) -> str:
+    name = request.path_params["concept"]
+    if not CONCEPT_PATTERN.fullmatch(name):
+        raise HttpError(
+            400,
+            "bad_concept",
+            "a concept name is 1 to 128 lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+        )
+    return name
+
+
+def _concept_row(name: str, summary: dict[str, Any], updated_at: float | None) -> dict[str, Any]:
+    return {
+        "concept": name,
+        "model_id": summary.get("model") or "",
+        "version": summary.get("version"),
+        "pending_count": summary.get("pending_count"),
+        "updated_at": updated_at,
+    }
+
+
+def _commit_row(name: str, event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "index": event.get("index"),
+        "term": event.get("term"),
+        "concept": name,
+        "model_id": event.get("model"),
+        "version": event.get("version"),
+        "by": event.get("by"),
+        "at": _seconds(event.get("at")),
+    }
+
+
+def _seconds(ms: Any) -> float | None:
+    return ms / 1000 if isinstance(ms, int | float) and ms else None
+
+
+__all__ = ["RegistryRoutes"]
