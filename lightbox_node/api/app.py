@@ -128,7 +128,7 @@ def create_app(
         AdminRoutes(gate, accounts, queue, network, status, clock=clock),
         MetricsRoutes(queue, network, accounts, status, responses, clock=clock),
         HordeRoutes(queue, gate, jobs, clock=clock),
-        RegistryRoutes(registry, clock),
+        RegistryRoutes(registry, gate, clock),
     ]
 
     async def get_status(request: Request) -> JSONResponse:

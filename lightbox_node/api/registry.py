@@ -3,12 +3,15 @@
 Every view is a linearizable read through the registry leader (read-index), so what a page
 shows was committed; a node without the registry role reads through the members it knows
 from gossip. Reads are public, like the peer list: the registry holds only concept names
-and content ids. Writes are not exposed here: adapters reach the registry from finished
-fine-tune jobs, merges from the leader.
+and content ids. Writes are not exposed to users: adapters reach the registry from
+finished fine-tune jobs and merges come from the leader; an administrator may offer an
+adapter by hand (an adapter trained elsewhere, or a retry).
 
     GET /api/v1/registry                          members, each concept's model, recent commits
     GET /api/v1/registry/concepts/{concept}       one concept: model, version, pending adapters
     GET /api/v1/registry/concepts/{concept}/history?after=N&limit=L
+    POST /api/v1/registry/concepts/{concept}/adapters   (admin) {adapter, weight, base?,
+                                                         metadata?}: offer an adapter blob
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from lightbox_node.api.http import HttpError
+from lightbox_node.api.auth import Gate
+from lightbox_node.api.http import HttpError, read_object
 from lightbox_node.raft.registry import CONCEPT_PATTERN
 from lightbox_node.raft.service import RegistryRefused, RegistryService, RegistryUnavailable
 
@@ -33,8 +37,11 @@ OVERVIEW_COMMITS = 50
 class RegistryRoutes:
     """`/api/v1/registry…`, answering 404 `no_registry` on a node built without one."""
 
-    def __init__(self, registry: RegistryService | None, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, registry: RegistryService | None, gate: Gate, clock: Callable[[], float]
+    ) -> None:
         self.registry = registry
+        self.gate = gate
         self.clock = clock
 
     def routes(self) -> list[BaseRoute]:
@@ -42,6 +49,11 @@ class RegistryRoutes:
             Route("/api/v1/registry", self.overview),
             Route("/api/v1/registry/concepts/{concept}", self.concept),
             Route("/api/v1/registry/concepts/{concept}/history", self.history),
+            Route(
+                "/api/v1/registry/concepts/{concept}/adapters",
+                self.submit_adapter,
+                methods=["POST"],
+            ),
         ]
 
     async def overview(self, request: Request) -> JSONResponse:
@@ -100,6 +112,32 @@ class RegistryRoutes:
                 query[key] = int(text)
         events = await self._read(query)
         return JSONResponse({"concept": name, "events": events})
+
+    async def submit_adapter(self, request: Request) -> JSONResponse:
+        self.gate.admin(request)
+        name = _concept_name(request)
+        body = await read_object(request)
+        unknown = set(body) - {"adapter", "weight", "base", "metadata"}
+        if unknown:
+            raise HttpError(400, "bad_adapter", f"unknown fields: {', '.join(sorted(unknown))}")
+        command = {
+            "op": "submit_adapter",
+            "concept": name,
+            "adapter": body.get("adapter"),
+            "weight": body.get("weight", 1),
+            "base": body.get("base"),
+            "at": int(self.clock() * 1000),
+            "metadata": body.get("metadata", {}),
+        }
+        try:
+            answer = await self._registry().write(command)
+        except RegistryUnavailable as exc:
+            raise HttpError(503, "registry_unavailable", str(exc)) from None
+        except RegistryRefused as exc:
+            raise HttpError(400, "bad_adapter", str(exc)) from None
+        if not answer.get("ok"):
+            raise HttpError(409, "adapter_refused", str(answer.get("error")))
+        return JSONResponse(answer, 201 if not answer.get("duplicate") else 200)
 
     def _registry(self) -> RegistryService:
         if self.registry is None:
