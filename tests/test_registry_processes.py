@@ -14,6 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.node_process import EXE, RunningNode, clean_env, http_json
 
 pytestmark = pytest.mark.slow
