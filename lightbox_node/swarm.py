@@ -21,7 +21,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,7 +38,7 @@ from lightbox_node.gossip.liveness import (
 )
 from lightbox_node.gossip.peer_policy import PeerPolicy
 from lightbox_node.gossip.record_store import RecordStore
-from lightbox_node.gossip.records import CapabilityRecord, build_record_frame
+from lightbox_node.gossip.records import MAX_BLOBS, CapabilityRecord, build_record_frame
 from lightbox_node.gossip.router import GossipParams, GossipRouter
 from lightbox_node.gossip.scores import PeerScores, ScoreParams, ScoreRow
 from lightbox_node.identity import Identity, PeerId
@@ -155,6 +155,7 @@ class Swarm:
         self._tasks = tasks
         self._queues: Callable[[], list[PeerId]] = list
         self._free_slots = free_slots
+        self._blobs: Callable[[], Sequence[bytes]] = list
         self.addresses: tuple[str, ...] = ()
         self.scores = PeerScores(self.params.scores)
         self.store = RecordStore(network, own=self.peer_id)
@@ -251,6 +252,11 @@ class Swarm:
         """Where this node's record gets its task schemas and the queue nodes it serves."""
         self._tasks = tasks
         self._queues = queues
+        self.capabilities_changed()
+
+    def set_announced_blobs(self, blobs: Callable[[], Sequence[bytes]]) -> None:
+        """Where this node's record gets the blob digests it offers (the blob exchange)."""
+        self._blobs = blobs
         self.capabilities_changed()
 
     def capabilities_changed(self) -> None:
@@ -515,6 +521,7 @@ class Swarm:
             free_slots=self._free_slots(),
             version=self.version,
             queues=self._queues()[:16],
+            blobs=self._blobs()[:MAX_BLOBS],
             seq=self._seq,
             now_ms=now_ms,
             ttl_ms=int(self.params.record_ttl_s * 1000),

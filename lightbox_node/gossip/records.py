@@ -9,6 +9,7 @@ highest per author wins) and has a validity window.
 Body layout (a msgpack array inside the envelope's signed bytes)::
 
     [network, roles, addresses, tasks, free_slots, version, queues]
+    [network, roles, addresses, tasks, free_slots, version, queues, blobs]
 
     network     str, 1..64 chars      must equal the receiver's network name
     roles       [str, ...]            1..3 of "queue", "gpu", "registry", no repeats,
@@ -23,6 +24,15 @@ Body layout (a msgpack array inside the envelope's signed bytes)::
     queues      [bytes(32), ...]      0..16 queue nodes (public keys) this GPU host takes
                                       jobs from: how another queue node finds where to
                                       federate a job for this host
+    blobs       [bytes(32), ...]      optional, 1..64 SHA-256 digests of blobs the author
+                                      holds and offers to peers (model weights, adapters),
+                                      newest first, no repeats
+
+The `blobs` field is left out when a node announces nothing, so a record without it is
+exactly the seven-field record of earlier versions and stays readable everywhere; it is
+part of the signed body, so nobody but the author can claim what the author holds. Only a
+bounded set is announced (never every job image): a peer that wants another blob asks its
+links directly (the blob exchange's "have" query).
 
 The record's lifetime (`expires_at_ms - issued_at_ms`) is at most one hour, so a node that
 stops republishing disappears from everyone's view soon after it expires.
@@ -59,7 +69,11 @@ RECORD_LIMITS = dataclasses.replace(DEFAULT_LIMITS, max_frame=256 << 10, max_bin
 _ADDRESS = re.compile(r"wss?://[\x21-\x7e]{1,240}")
 _PRINTABLE = re.compile(r"[\x20-\x7e]+")
 _BODY_FIELDS = 7
+_BODY_FIELDS_WITH_BLOBS = 8
 MAX_QUEUES = 16
+MAX_BLOBS = 64
+"""Blob digests one record may announce: 2 KiB, small beside the task schemas."""
+DIGEST_LEN = 32
 
 
 def message_id_of(frame: bytes) -> bytes:
@@ -87,6 +101,8 @@ class CapabilityRecord:
     free_slots: int
     version: str
     queues: tuple[PeerId, ...] = ()
+    blobs: tuple[bytes, ...] = ()
+    """SHA-256 digests of the blobs the author offers, newest first."""
 
     def __hash__(self) -> int:
         # The tasks are mappings (unhashable); author + seq + window identify a record.
@@ -109,6 +125,7 @@ def build_record_frame(
     free_slots: int = 0,
     version: str,
     queues: Iterable[PeerId] = (),
+    blobs: Iterable[bytes] = (),
     seq: int,
     now_ms: int,
     ttl_ms: int,
@@ -129,6 +146,9 @@ def build_record_frame(
         version,
         [peer.public_key for peer in queues],
     ]
+    announced = list(blobs)
+    if announced:  # without blobs the record stays the seven-field one older nodes read
+        body.append(announced)
     _parse_body(body)
     if type(ttl_ms) is not int or not 0 < ttl_ms <= MAX_RECORD_TTL_MS:
         raise MalformedMessage(f"record ttl must be 1..{MAX_RECORD_TTL_MS} ms, got {ttl_ms!r}")
@@ -153,7 +173,9 @@ def open_record(
         raise MalformedMessage(
             f"record from {envelope.author.short} lives over the {MAX_RECORD_TTL_MS} ms limit"
         )
-    rec_network, roles, addresses, tasks, free_slots, version, queues = _parse_body(envelope.body)
+    rec_network, roles, addresses, tasks, free_slots, version, queues, blobs = _parse_body(
+        envelope.body
+    )
     if rec_network != network:
         raise WrongDomain(
             f"record from {envelope.author.short} is for network {rec_network!r}, "
@@ -171,20 +193,32 @@ def open_record(
         free_slots=free_slots,
         version=version,
         queues=queues,
+        blobs=blobs,
     )
     return record, verified
 
 
 def _parse_body(
     body: Any,
-) -> tuple[str, tuple[str, ...], tuple[str, ...], tuple[Mapping[str, Any], ...], int, str]:
+) -> tuple[
+    str,
+    tuple[str, ...],
+    tuple[str, ...],
+    tuple[Mapping[str, Any], ...],
+    int,
+    str,
+    tuple[PeerId, ...],
+    tuple[bytes, ...],
+]:
     """Check the body's exact shape, types and bounds; raise MalformedMessage saying what's off."""
-    if type(body) is not list or len(body) != _BODY_FIELDS:
+    if type(body) is not list or len(body) not in (_BODY_FIELDS, _BODY_FIELDS_WITH_BLOBS):
         raise MalformedMessage(
             "a capability record body is "
-            "[network, roles, addresses, tasks, free_slots, version, queues]"
+            "[network, roles, addresses, tasks, free_slots, version, queues] "
+            "with an optional [blobs] after queues"
         )
-    network, roles, addresses, tasks, free_slots, version, queues = body
+    network, roles, addresses, tasks, free_slots, version, queues = body[:_BODY_FIELDS]
+    blobs = _parse_blobs(body[_BODY_FIELDS]) if len(body) == _BODY_FIELDS_WITH_BLOBS else ()
     if type(network) is not str or not 0 < len(network) <= MAX_NETWORK_LEN:
         raise MalformedMessage(f"record network must be 1..{MAX_NETWORK_LEN} chars of text")
     if type(roles) is not list or not roles or any(type(r) is not str for r in roles):
@@ -235,7 +269,23 @@ def _parse_body(
         free_slots,
         version,
         tuple(PeerId(q) for q in queues),
+        blobs,
     )
+
+
+def _parse_blobs(blobs: Any) -> tuple[bytes, ...]:
+    """The optional announced blobs: present means non-empty (an empty list is never sent)."""
+    if (
+        type(blobs) is not list
+        or not 0 < len(blobs) <= MAX_BLOBS
+        or any(type(b) is not bytes or len(b) != DIGEST_LEN for b in blobs)
+    ):
+        raise MalformedMessage(
+            f"record blobs, when present, must be 1..{MAX_BLOBS} {DIGEST_LEN}-byte digests"
+        )
+    if len(set(blobs)) != len(blobs):
+        raise MalformedMessage("record blobs must not repeat a digest")
+    return tuple(blobs)
 
 
 def _freeze(value: Any) -> Any:
@@ -255,6 +305,7 @@ def _thaw(value: Any) -> Any:
 
 
 __all__ = [
+    "MAX_BLOBS",
     "MAX_RECORD_TTL_MS",
     "RECORD_DOMAIN",
     "RECORD_LIMITS",

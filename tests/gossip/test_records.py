@@ -268,3 +268,42 @@ def test_record_queues_must_be_a_short_list_of_keys(queues: Any) -> None:
     body[6] = queues
     with pytest.raises(MalformedMessage, match="queues"):
         open_record(_sealed_body(body), NOW, NETWORK)
+
+
+# -- announced blobs -------------------------------------------------------------------------
+
+
+def test_a_record_announces_the_blobs_its_author_offers_newest_first() -> None:
+    digests = (b"\x01" * 32, b"\x02" * 32)
+    record, _ = open_record(_frame(blobs=digests), NOW, NETWORK)
+    assert record.blobs == digests
+    assert open_record(_frame(), NOW, NETWORK)[0].blobs == ()
+
+
+def test_a_record_announcing_nothing_is_the_seven_field_record_older_nodes_read() -> None:
+    def body_of(frame: bytes) -> list[Any]:
+        return open_envelope(frame, expect_domain=RECORD_DOMAIN, now_ms=NOW).envelope.body
+
+    assert len(body_of(_frame(blobs=()))) == 7
+    assert len(body_of(_frame(blobs=[b"\x01" * 32]))) == 8
+
+
+@pytest.mark.parametrize(
+    "blobs",
+    [[], [b"short"], ["text"], [b"d" * 32] * 2, [bytes([i]) * 32 for i in range(65)], b"d" * 32],
+    ids=repr,
+)
+def test_record_blobs_must_be_a_short_list_of_distinct_digests(blobs: Any) -> None:
+    body = [*VALID_BODY, blobs]
+    with pytest.raises(MalformedMessage, match="blobs"):
+        open_record(_sealed_body(body), NOW, NETWORK)
+
+
+def test_a_record_with_fields_beyond_blobs_is_refused() -> None:
+    with pytest.raises(MalformedMessage):
+        open_record(_sealed_body([*VALID_BODY, [b"d" * 32], "extra"]), NOW, NETWORK)
+
+
+def test_a_node_cannot_publish_a_record_peers_would_refuse_for_its_blobs() -> None:
+    with pytest.raises(MalformedMessage, match="blobs"):
+        _frame(blobs=[b"x" * 31])
