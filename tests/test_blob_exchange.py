@@ -17,14 +17,13 @@ from lightbox_node.swarm import Swarm
 
 
 class Liar(BlobExchange):
-    """Answers every chunk request with the right size but the wrong bytes."""
+    """Holds the blob and lists its true digests, but sends chunks of the wrong bytes."""
 
-    def message(self, peer: Any, body: Any) -> None:
-        if body[0] == "want":
-            _, request, _, offset, length = body
-            self.swarm.send(peer, PROTOCOL, ["chunk", request, offset, b"x" * length, 10 * CHUNK])
-        else:
-            super().message(peer, body)
+    async def _answer(self, request: Any) -> list[Any]:
+        reply = await super()._answer(request)
+        if reply[0] == "chunk":
+            reply[3] = b"x" * len(reply[3])
+        return reply
 
 
 async def start(nursery: trio.Nursery, tmp: Path, name: str, cls: type = BlobExchange):
@@ -72,6 +71,8 @@ async def test_a_peer_sending_wrong_bytes_is_scored_down_and_the_next_peer_serve
         holder = await start(nursery, tmp_path, "holder")
         wanter = await start(nursery, tmp_path, "wanter")
         blob_id = holder[2].store.put(data)
+        liar[2].store.put(data)
+        liar[2].store.chunk_digests(blob_id, CHUNK)  # ready first, so it is surely asked
         link(liar, wanter)
         link(holder, wanter)
         await linked(wanter[1], 2)

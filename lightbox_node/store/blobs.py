@@ -4,6 +4,11 @@ Layout under the store's root::
 
     sha256/ab/cd/abcd…   one file per blob, fanned out by the first two bytes of the digest
     staging/             partial writes; renamed into place only once complete and fsynced
+      blob-….partial     a write in progress (or left by a crash: swept at startup)
+      fetch-<hex>.partial  the verified prefix of a fetch from peers, kept across broken
+                         links so the fetch resumes where it stopped (see `open_partial`)
+    chunks/ab/cd/<hex>.<chunk size>   the SHA-256 of each chunk of a blob, concatenated:
+                         what peers check every chunk against (see `chunk_digests`)
 
 Writing to a staging file, fsyncing it, renaming it into place and fsyncing the directory
 means a crash leaves either the whole blob or no blob, never a torn one. All staging files
@@ -18,13 +23,14 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Self
+from typing import Any, BinaryIO, Self
 
 from lightbox_node.errors import BlobCorrupt, BlobNotFound, StoreError
+from lightbox_node.store.blob_gc import StagedFetch, StoredBlob
 from lightbox_node.store.blob_id import BlobId
 
 READ_CHUNK_SIZE = 1 << 20
@@ -32,8 +38,11 @@ READ_CHUNK_SIZE = 1 << 20
 
 _BLOBS_DIR = "sha256"
 _STAGING_DIR = "staging"
+_CHUNKS_DIR = "chunks"
 _STAGING_PREFIX = "blob-"
+_FETCH_PREFIX = "fetch-"
 _STAGING_SUFFIX = ".partial"
+DIGEST_LEN = 32
 _HEX_DIGITS = frozenset("0123456789abcdef")
 
 
@@ -103,6 +112,7 @@ class BlobStore:
         self._check_size(len(data))
         blob_id = BlobId.of_bytes(data)
         if self._holds_complete_copy(blob_id, len(data)):
+            self._touch(blob_id)
             return blob_id
         staged_file, staged_path = self._new_staging_file()
         try:
@@ -138,6 +148,11 @@ class BlobStore:
         except FileNotFoundError:
             return False
 
+    def _touch(self, blob_id: BlobId) -> None:
+        """Storing a blob again restarts its garbage-collection grace period."""
+        with _os_errors_as_store_errors("touch blob at", self.path_of(blob_id)):
+            os.utime(self.path_of(blob_id))
+
     def _new_staging_file(self) -> tuple[BinaryIO, Path]:
         staging = self._root / _STAGING_DIR
         with _os_errors_as_store_errors("create a staging file in", staging):
@@ -151,6 +166,7 @@ class BlobStore:
         with _os_errors_as_store_errors("store blob at", final_path):
             if self._holds_complete_copy(blob_id, size):
                 staged_path.unlink()
+                os.utime(final_path)
                 return
             _make_directories_durably(final_path.parent)
             os.replace(staged_path, final_path)
@@ -238,17 +254,123 @@ class BlobStore:
     def __iter__(self) -> Iterator[BlobId]:
         return self.ids()
 
+    def stored(self) -> Iterator[StoredBlob]:
+        """Every blob with its size and modification time, for the garbage collector."""
+        for blob_id in self.ids():
+            try:
+                stat = self.path_of(blob_id).stat()
+            except FileNotFoundError:  # deleted while listing
+                continue
+            yield StoredBlob(blob_id, stat.st_mtime, stat.st_size)
+
+    # -- chunk digests -----------------------------------------------------------------------
+
+    def chunk_digests(self, blob_id: BlobId, chunk_size: int) -> bytes:
+        """The SHA-256 of each `chunk_size` piece of the blob, concatenated (32 bytes each).
+
+        Peers check every chunk they fetch against this list. It is computed once, while
+        the whole blob is verified against its id (so a blob damaged on disk raises
+        BlobCorrupt rather than being described to peers), and kept under chunks/.
+        """
+        _check_chunk_size(chunk_size)
+        size = self.size(blob_id)
+        cache = self._digests_path(blob_id, chunk_size)
+        expected_len = DIGEST_LEN * _chunk_count(size, chunk_size)
+        try:
+            cached = cache.read_bytes()
+            if len(cached) == expected_len:
+                return cached
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StoreError(f"could not read chunk digests at {cache}: {exc}") from exc
+        digests = bytearray()
+        with self.open_reader(blob_id) as reader:
+            while chunk := reader.read(chunk_size):
+                digests += hashlib.sha256(chunk).digest()
+        self._save_chunk_digests(blob_id, chunk_size, bytes(digests))
+        return bytes(digests)
+
+    def _digests_path(self, blob_id: BlobId, chunk_size: int) -> Path:
+        digest = blob_id.hex_digest
+        return self._root / _CHUNKS_DIR / digest[0:2] / digest[2:4] / f"{digest}.{chunk_size}"
+
+    def _save_chunk_digests(self, blob_id: BlobId, chunk_size: int, digests: bytes) -> None:
+        """Keep a verified digest list; a lost or torn cache file is only recomputed."""
+        path = self._digests_path(blob_id, chunk_size)
+        staged_file, staged_path = self._new_staging_file()
+        try:
+            with staged_file, _os_errors_as_store_errors("write chunk digests to", path):
+                staged_file.write(digests)
+            with _os_errors_as_store_errors("store chunk digests at", path):
+                _make_directories_durably(path.parent)
+                os.replace(staged_path, path)
+        except BaseException:
+            staged_path.unlink(missing_ok=True)
+            raise
+
+    # -- fetches that resume ---------------------------------------------------------------
+
+    def open_partial(self, blob_id: BlobId, chunk_size: int) -> PartialBlob:
+        """The staged prefix of a fetch of `blob_id`: new and empty, or kept from before.
+
+        A kept prefix is cut to whole chunks and read back once, so the caller learns each
+        chunk's digest (to check them against the digest list of whoever serves the rest)
+        and the whole-blob hash can go on from there. Nothing is visible as a blob before
+        `PartialBlob.commit` has checked the whole hash.
+        """
+        _check_chunk_size(chunk_size)
+        staging = self._root / _STAGING_DIR
+        path = staging / f"{_FETCH_PREFIX}{blob_id.hex_digest}{_STAGING_SUFFIX}"
+        with _os_errors_as_store_errors("open a staging file in", staging):
+            _make_directories_durably(staging)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        return PartialBlob(self, blob_id, os.fdopen(fd, "r+b"), path, chunk_size)
+
+    def staged_fetches(self) -> list[StagedFetch]:
+        """Kept prefixes of unfinished fetches, for the garbage collector."""
+        staging = self._root / _STAGING_DIR
+        found = []
+        if not staging.is_dir():
+            return found
+        with _os_errors_as_store_errors("list the staging folder", staging):
+            for entry in staging.iterdir():
+                blob_id = _fetch_blob_id(entry.name)
+                if blob_id is None:
+                    continue
+                try:
+                    stat = entry.stat()
+                except FileNotFoundError:
+                    continue
+                found.append(StagedFetch(blob_id, stat.st_mtime, stat.st_size))
+        return sorted(found, key=lambda fetch: fetch.blob_id)
+
+    def remove_staged_fetch(self, blob_id: BlobId, modified_at: float | None = None) -> bool:
+        """Drop the kept prefix of a fetch (only if still unmodified since `modified_at`)."""
+        path = self._root / _STAGING_DIR / f"{_FETCH_PREFIX}{blob_id.hex_digest}{_STAGING_SUFFIX}"
+        return _unlink_if_unchanged(path, modified_at)
+
     # -- removing --------------------------------------------------------------------------
 
     def delete(self, blob_id: BlobId) -> bool:
-        """Remove the blob; returns whether it was there."""
+        """Remove the blob (and its chunk digests); returns whether it was there."""
+        return self.delete_if_unchanged(blob_id, None)
+
+    def delete_if_unchanged(self, blob_id: BlobId, modified_at: float | None) -> bool:
+        """Remove the blob unless it was stored again since `modified_at` (None: always).
+
+        The garbage collector decides from a listing; a blob stored again after that
+        listing has a newer mtime and is spared.
+        """
         path = self.path_of(blob_id)
+        if not _unlink_if_unchanged(path, modified_at):
+            return False
         with _os_errors_as_store_errors("delete blob at", path):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                return False
             _fsync_directory(path.parent)
+            chunks = self._digests_path(blob_id, 1).parent
+            if chunks.is_dir():
+                for cached in chunks.glob(f"{blob_id.hex_digest}.*"):
+                    cached.unlink(missing_ok=True)
         return True
 
     def remove_leftover_staging_files(self) -> int:
@@ -282,6 +404,36 @@ class BlobStore:
             f"blob {blob_id} at {path} is corrupt: its bytes hash to {actual} instead; "
             "delete the file (BlobStore.delete) and fetch the blob again from a peer"
         )
+
+
+def _unlink_if_unchanged(path: Path, modified_at: float | None) -> bool:
+    with _os_errors_as_store_errors("delete", path):
+        try:
+            if modified_at is not None and path.stat().st_mtime != modified_at:
+                return False
+            path.unlink()
+        except FileNotFoundError:
+            return False
+    return True
+
+
+def _fetch_blob_id(name: str) -> BlobId | None:
+    """The blob a staged fetch file is for, or None for any other file."""
+    if not (name.startswith(_FETCH_PREFIX) and name.endswith(_STAGING_SUFFIX)):
+        return None
+    try:
+        return BlobId(name[len(_FETCH_PREFIX) : -len(_STAGING_SUFFIX)])
+    except StoreError:
+        return None
+
+
+def _check_chunk_size(chunk_size: int) -> None:
+    if type(chunk_size) is not int or chunk_size <= 0:
+        raise ValueError(f"chunk_size must be a positive integer, not {chunk_size!r}")
+
+
+def _chunk_count(size: int, chunk_size: int) -> int:
+    return -(-size // chunk_size)
 
 
 def _sorted_subdirectories(directory: Path) -> list[Path]:
@@ -373,6 +525,132 @@ class BlobWriter:
         traceback: TracebackType | None,
     ) -> None:
         self.abort()
+
+
+class PartialBlob:
+    """A fetch in progress: a prefix of whole chunks in a staging file, hashed as it grows.
+
+    Chunks arrive verified against a digest list (see `BlobStore.chunk_digests`) and are
+    appended in order; `commit` checks the whole SHA-256 against the blob id and only then
+    makes the blob visible. A commit that finds a mismatch keeps the file, so the caller can
+    `truncate` to the part it still trusts (or `discard` it). Closing without commit keeps
+    the prefix on disk for a later fetch to resume.
+
+    Synchronous like the store; one thread at a time.
+    """
+
+    def __init__(
+        self, store: BlobStore, blob_id: BlobId, file: BinaryIO, path: Path, chunk_size: int
+    ) -> None:
+        self._store = store
+        self._blob_id = blob_id
+        self._file = file
+        self._path = path
+        self._chunk_size = chunk_size
+        self._finished = False
+        try:
+            with _os_errors_as_store_errors("read staged fetch", path):
+                kept = os.fstat(file.fileno()).st_size
+                self._hash, self._size, digests = self._rehash(kept - kept % chunk_size)
+        except BaseException:
+            file.close()
+            raise
+        self.resumed_digests: tuple[bytes, ...] = digests
+        """The digest of each whole chunk kept from an earlier attempt, in order."""
+
+    @property
+    def blob_id(self) -> BlobId:
+        return self._blob_id
+
+    @property
+    def size(self) -> int:
+        """Bytes staged so far (always whole chunks, except a final short one)."""
+        return self._size
+
+    def _rehash(self, size: int) -> tuple[Any, int, tuple[bytes, ...]]:
+        """Cut the file to `size` and hash it again from the start."""
+        self._file.truncate(size)
+        self._file.seek(0)
+        whole = hashlib.sha256()
+        digests = []
+        for _ in range(_chunk_count(size, self._chunk_size)):
+            chunk = self._file.read(self._chunk_size)
+            whole.update(chunk)
+            digests.append(hashlib.sha256(chunk).digest())
+        self._file.seek(size)
+        return whole, size, tuple(digests)
+
+    def append(self, chunks: Sequence[bytes]) -> None:
+        """Add verified chunks at the end, in order."""
+        self._require_open()
+        added = sum(len(chunk) for chunk in chunks)
+        self._store._check_size(self._size + added)
+        with _os_errors_as_store_errors("write", self._path):
+            for chunk in chunks:
+                self._file.write(chunk)
+        for chunk in chunks:
+            self._hash.update(chunk)
+        self._size += added
+
+    def truncate(self, size: int) -> None:
+        """Keep only the first `size` bytes (a multiple of the chunk size)."""
+        self._require_open()
+        if not 0 <= size <= self._size or size % self._chunk_size:
+            raise ValueError(f"cannot cut {self._size} staged bytes to {size}")
+        with _os_errors_as_store_errors("truncate", self._path):
+            self._file.flush()
+            self._hash, self._size, _ = self._rehash(size)
+
+    def commit(self, chunk_digests: bytes | None = None) -> BlobId:
+        """Make the blob durable and visible if its bytes hash to its id.
+
+        Raises BlobCorrupt on a mismatch and keeps the staged file open. `chunk_digests`,
+        the list the chunks were checked against, is kept for serving peers.
+        """
+        self._require_open()
+        actual = BlobId.from_digest(self._hash.digest())
+        if actual != self._blob_id:
+            raise BlobCorrupt(
+                f"the {self._size} bytes fetched for blob {self._blob_id} hash to {actual}; "
+                "they do not become a blob"
+            )
+        with _os_errors_as_store_errors("write", self._path):
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        self._finished = True
+        self._store._publish(self._path, self._blob_id, self._size)
+        if chunk_digests is not None:
+            self._store._save_chunk_digests(self._blob_id, self._chunk_size, chunk_digests)
+        return self._blob_id
+
+    def close(self) -> None:
+        """Stop for now, keeping the staged prefix for a later fetch to resume."""
+        if not self._finished:
+            self._finished = True
+            self._file.close()
+
+    def discard(self) -> None:
+        """Stop and delete the staged bytes (they were built on a lie)."""
+        if not self._finished:
+            self._finished = True
+            self._file.close()
+        self._path.unlink(missing_ok=True)
+
+    def _require_open(self) -> None:
+        if self._finished:
+            raise ValueError("this staged fetch is already committed, closed or discarded")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 class BlobReader:
