@@ -493,8 +493,10 @@ class BlobExchange:
                     del self._pending[request]
             inbox.close()
             if not run.finished:
+                # Keep what was staged for the next attempt; an empty file is not worth it.
+                keep = run.partial.close if run.partial.size else run.partial.discard
                 with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(run.partial.close)
+                    await trio.to_thread.run_sync(keep)
 
     async def _next_actions(self, run: _Run) -> list[Action]:
         """Wait for replies (or the core's next deadline) and feed them to the core."""

@@ -1,0 +1,1 @@
+"""Blobs across the network: store, fetch core, exchange, collector, real processes."""
