@@ -178,6 +178,10 @@ class QueueService:
         self._task_nursery: trio.Nursery | None = None
         self.find_host: Callable[[PeerId], bool] = lambda host: False
         """Called for a chosen host not attached here; federation makes it reachable."""
+        self.on_finished: Callable[[Job], None] = lambda job: None
+        """Called with a copy of each job once its final state is journaled, and for every
+        finished job restored from the journal (so a follow-up lost in a crash is redone;
+        follow-ups must be safe to repeat)."""
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -205,6 +209,8 @@ class QueueService:
         self.scheduler.ledger.load(trust_rows)
         for job in finished + jobs:  # finished ones only for lookup, until purged
             self._apply(self.scheduler.restore(job, self._wall()))
+        for job in finished:
+            self._finished(job)
         if jobs:
             log.info("restored unfinished jobs from the journal", extra={"jobs": len(jobs)})
 
@@ -461,6 +467,12 @@ class QueueService:
         else:
             self._notify(job.job_id)  # final states are told only once journaled
 
+    def _finished(self, job: Job) -> None:
+        try:
+            self.on_finished(job)
+        except Exception:  # a follow-up's bug must not stop the journal
+            log.exception("job follow-up failed", extra={"job": job.job_id})
+
     def _notify(self, job_id: str) -> None:
         event = self._watchers.pop(job_id, None)
         if event is not None:
@@ -509,6 +521,7 @@ class QueueService:
             for job in updates.values():
                 if job.state.is_final:
                     self._notify(job.job_id)
+                    self._finished(_copy(job))
 
     def _write(
         self,
