@@ -20,6 +20,7 @@ from lightbox_node.accounts import AccountService
 from lightbox_node.api import NodeStatus, create_app, serve_http
 from lightbox_node.blob_exchange import PROTOCOL as BLOBS_PROTOCOL
 from lightbox_node.blob_exchange import BlobExchange
+from lightbox_node.concepts import AdapterSubmitter, ConceptResolver
 from lightbox_node.config import NodeConfig
 from lightbox_node.dispatch.attach import PROTOCOL as JOBS_PROTOCOL
 from lightbox_node.dispatch.attach import JobsProtocol, run_local_pair
@@ -139,7 +140,7 @@ async def run_node(
                         open_database, config.database_file
                     )
                 registry = await _start_registry(services, config, swarm, raft_database)
-                jobs = await _start_dispatch(services, config, identity, swarm, database)
+                jobs = await _start_dispatch(services, config, identity, swarm, database, registry)
                 editor_url = await outer.start(
                     serve_http,
                     create_app(
@@ -206,6 +207,7 @@ async def _start_dispatch(
     identity: Identity,
     swarm: Swarm,
     database: Database,
+    registry: RegistryService,
 ) -> _Dispatch:
     """The queue role's service and the gpu role's host, attached to each other and to peers."""
     queue = host = None
@@ -223,6 +225,9 @@ async def _start_dispatch(
             retention_s=config.job_retention_s,
         )
         await nursery.start(queue.run)
+        submitter = AdapterSubmitter(registry.write)
+        queue.on_finished = submitter.job_finished
+        await nursery.start(submitter.run)
     if "gpu" in config.roles:
         runners: dict = test_task_runners() if config.test_tasks else {}
         runners.update(await _model_runners(config))
@@ -233,11 +238,18 @@ async def _start_dispatch(
             await exchange.fetch(blob_id, host.queues if host is not None else ())
             return await trio.to_thread.run_sync(blobs.get, blob_id)
 
+        async def blob_bytes(blob_id: BlobId, peers: list[PeerId]) -> bytes:
+            await exchange.fetch(blob_id, peers)
+            return await trio.to_thread.run_sync(blobs.get, blob_id)
+
         host = GpuHost(
             runners,
             slots=config.gpu_slots,
             on_change=swarm.capabilities_changed,
             images=image_bytes,
+            concepts=ConceptResolver(
+                registry.read, blob_bytes, members=lambda: registry.status().members
+            ),
         )
         await nursery.start(host.run)
         swarm.set_tasks(host.task_schemas, lambda: host.queues)
