@@ -11,6 +11,11 @@ from lightbox_node.tui.pane import Pane, set_visible
 from lightbox_node.tui.tables import Cell, Column, KeyedTable, cell, number, short_id
 from textual.widgets import Static
 
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 MEMBER_COLUMNS = (
     Column("peer", "Member", 16),
     Column("role", "Role", 10),
@@ -95,9 +100,9 @@ class RegistryPane(Pane):
         state.remove_class("unavailable")
         leader = next((m for m in registry.members if m.leader), None)
         state.update(
-            f"{len(registry.members)} members; leader "
+            f"{plural(len(registry.members), 'member')}; leader "
             f"{short_id(leader.peer_id) if leader else 'unknown'}; "
-            f"{len(registry.concepts)} concepts"
+            f"{plural(len(registry.concepts), 'concept')}"
         )
         for table in tables:
             set_visible(table, True)

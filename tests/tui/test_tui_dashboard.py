@@ -11,7 +11,7 @@ from lightbox_node.tui.form import TaskForm
 from lightbox_node.tui.help import HelpScreen
 from lightbox_node.tui.jobs import JobsPane
 from lightbox_node.tui.submit import SubmitPane
-from lightbox_node.tui.tables import KeyedTable
+from lightbox_node.tui.tables import KeyedTable, short_id
 from textual.widgets import Static
 
 from tests.node_process import RunningNode
@@ -55,12 +55,17 @@ def test_every_tab_shows_the_live_node(live_node: RunningNode) -> None:
             await pilot.press("5")
             await until(pilot, lambda: "users" in screen_text(app), what="trust tab")
 
-            await pilot.press("6")
-            await until(
-                pilot,
-                lambda: "not available on this node (HTTP 404)" in screen_text(app),
-                what="the registry's not-available state",
+            status, _ = live_node.api(
+                "registry/concepts/rex/adapters",
+                method="POST",
+                body={"adapter": "sha256-" + "ab" * 32, "weight": 2},
             )
+            assert status in (200, 201)
+            await pilot.press("6")
+            leader = f"1 member; leader {short_id(live_node.peer_id)}"
+            await until(pilot, lambda: leader in screen_text(app), what="the registry leader")
+            concepts = app.query_one("#registry-concepts", KeyedTable)
+            await until(pilot, lambda: "rex" in concepts.keys, what="the offered concept")
 
             await pilot.press("7")
             submit = app.query_one(SubmitPane)
