@@ -79,6 +79,21 @@ def _negative_prompt(order: int = 20) -> Input:
     )
 
 
+def _concept(order: int = 30) -> Input:
+    return TextInput(
+        name="concept",
+        label="Concept",
+        help="Paint with a fine-tuned concept: its name in the model registry. Write the "
+        "concept's token in the prompt, e.g. 'a photo of sks dog on a beach'.",
+        min_length=1,
+        max_length=128,
+        format="concept",
+        placeholder="my-dog",
+        group="prompt",
+        order=order,
+    )
+
+
 def _source_image(label: str = "Image", help: str = "The picture to start from.") -> Input:
     return ImageInput(
         name="image",
@@ -218,6 +233,7 @@ TXT2IMG = TaskSchema(
     inputs=(
         _prompt(),
         _negative_prompt(),
+        _concept(),
         _side("width", "Width", 10),
         _side("height", "Height", 20),
         _batch_size(),
@@ -239,6 +255,7 @@ IMG2IMG = TaskSchema(
         _source_image(),
         _prompt(),
         _negative_prompt(),
+        _concept(),
         _strength(
             0.75,
             "How much to change: 0 keeps the picture, 1 repaints it entirely. The model runs "
@@ -532,6 +549,19 @@ FINETUNE = TaskSchema(
             order=10,
         ),
         TextInput(
+            name="concept",
+            label="Concept name",
+            help="The name the adapter is submitted under in the model registry; generation "
+            "tasks use the concept by this name.",
+            required=True,
+            min_length=1,
+            max_length=128,
+            format="concept",
+            placeholder="my-dog",
+            group="prompt",
+            order=5,
+        ),
+        TextInput(
             name="concept_token",
             label="Concept token",
             help="A rare word that will stand for your concept in prompts, e.g. 'sks'.",
@@ -599,9 +629,10 @@ FINETUNE = TaskSchema(
         IntegerInput(
             name="resolution",
             label="Training resolution",
-            help="Photos are cropped and resized to this square size for training.",
+            help="Photos are cropped and resized to this square size for training; Stable "
+            "Diffusion 1.5 is trained at 512.",
             default=512,
-            min=256,
+            min=64,
             max=1024,
             step=64,
             unit="px",

@@ -43,6 +43,18 @@ MAX_HELP = 4_000
 BLOB_ID_PATTERN = re.compile(r"sha256-[0-9a-f]{64}")
 """The text form of a blob id (the store's `BlobId`), matched here without importing the store."""
 
+TEXT_FORMATS: Mapping[str, tuple[re.Pattern[str], str]] = {
+    "concept": (
+        re.compile(r"[a-z0-9][a-z0-9._-]{0,127}"),
+        "a concept name: 1 to 128 of a-z 0-9 . _ - starting with a letter or digit",
+    ),
+}
+"""Named forms a text input may require: the pattern (fullmatch) and how to say it to a person.
+
+Named rather than regular expressions in the schema, because schemas come from peers and a
+queue node must not run a peer's pattern (a slow one would stall it) on every job. "concept"
+is the model registry's concept name (`raft.registry.CONCEPT_PATTERN`)."""
+
 _SLUG = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -290,6 +302,8 @@ class TextInput(Input):
     max_length: int = field(default=2_000, metadata=_w("int"))
     multiline: bool = field(default=False, metadata=_w("bool"))
     placeholder: str = field(default="", metadata=_w("str"))
+    format: str = field(default="", metadata=_w("str"))
+    """A name from `TEXT_FORMATS` the text must have; "" for any text."""
 
     def check(self, value: Any) -> tuple[Any, list[Problem]]:
         if type(value) is not str:
@@ -309,6 +323,10 @@ class TextInput(Input):
             problems.append(Problem("", "must be a single line"))
         if "\x00" in value:
             problems.append(Problem("", "must not contain NUL characters"))
+        if self.format and not problems:
+            pattern, described = TEXT_FORMATS[self.format]
+            if not pattern.fullmatch(value):
+                problems.append(Problem("", f"must be {described}"))
         return value, problems
 
     def _type_problems(self) -> list[Problem]:
@@ -329,13 +347,24 @@ class TextInput(Input):
         why = _check_text_field(self.placeholder, allow_empty=True, limit=MAX_LABEL)
         if why:
             problems.append(Problem("placeholder", why))
+        if type(self.format) is not str or (self.format and self.format not in TEXT_FORMATS):
+            problems.append(
+                Problem(
+                    "format",
+                    f"unknown text format {shown(self.format)}; known: {', '.join(TEXT_FORMATS)}",
+                )
+            )
         return problems
 
     def _value_json_schema(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "string", "maxLength": self.max_length}
         if self.min_length:
             out["minLength"] = self.min_length
-        if not self.multiline:
+        if self.format:
+            # The named form excludes line breaks itself.
+            out["pattern"] = "^" + TEXT_FORMATS[self.format][0].pattern + "$"
+            out["x-lightbox-format"] = self.format
+        elif not self.multiline:
             out["pattern"] = "^[^\\r\\n]*$"
         if self.placeholder:
             out["x-lightbox-placeholder"] = self.placeholder
@@ -1618,6 +1647,7 @@ __all__ = [
     "RANDOM_SEED",
     "SCHEMA_FORMAT",
     "SEED_MAX",
+    "TEXT_FORMATS",
     "AnyPositive",
     "BooleanInput",
     "Choice",

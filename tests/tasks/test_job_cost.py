@@ -56,6 +56,7 @@ def test_background_removal_costs_the_input_pixels() -> None:
 def test_finetune_costs_resolution_squared_times_training_steps() -> None:
     inputs = {
         "instance_images": [image(512, 512, str(i)) for i in range(3)],
+        "concept": "my-dog",
         "concept_token": "sks",
         "train_steps": 400,
         "resolution": 256,
@@ -90,6 +91,7 @@ def test_every_builtin_task_prices_its_defaults() -> None:
         "upscale": {"image": image(512, 512)},
         "finetune": {
             "instance_images": [image(512, 512, str(i)) for i in range(3)],
+            "concept": "my-dog",
             "concept_token": "sks",
         },
     }

@@ -241,6 +241,7 @@ def test_claimed_sizes_are_checked_against_the_real_image_when_a_reader_is_given
 def _finetune(**overrides: Any) -> dict[str, Any]:
     inputs = {
         "instance_images": [image(768, 768, "jpeg", tag=str(i)) for i in range(5)],
+        "concept": "my-dog",
         "concept_token": "sks",
     }
     inputs.update(overrides)
@@ -345,3 +346,30 @@ def test_any_inputs_either_validate_or_raise_invalid_job_input(name: str, inputs
         assert error.problems
         return
     assert wire.unpack(wire.pack(accepted.to_wire())) == accepted.to_wire()
+
+
+# -- concepts -------------------------------------------------------------------------------
+
+
+def test_a_concept_is_optional_for_generation_and_required_for_finetuning() -> None:
+    assert "concept" not in validate_inputs(TXT2IMG, {"prompt": "x"})
+    assert validate_inputs(TXT2IMG, {"prompt": "x", "concept": "my-dog"})["concept"] == "my-dog"
+    assert validate_inputs(IMG2IMG, {"prompt": "x", "image": image(), "concept": "a.b_c-1"})
+    assert problems(FINETUNE, {k: v for k, v in _finetune().items() if k != "concept"}) == {
+        "concept": "is required"
+    }
+
+
+@pytest.mark.parametrize("name", ["My-Dog", "-dog", "dog cat", "dog/cat", "d" * 129, "hund\u00e9"])
+def test_a_concept_name_must_be_a_registry_concept_name(name: str) -> None:
+    found = problems(TXT2IMG, {"prompt": "x", "concept": name})
+    assert set(found) == {"concept"}
+    assert "a concept name" in found["concept"] or "at most 128" in found["concept"]
+    assert set(problems(FINETUNE, _finetune(concept=name))) == {"concept"}
+
+
+def test_the_concept_format_is_the_registry_concept_pattern() -> None:
+    from lightbox_node.raft.registry import CONCEPT_PATTERN
+    from lightbox_node.tasks.schema import TEXT_FORMATS
+
+    assert TEXT_FORMATS["concept"][0].pattern == CONCEPT_PATTERN.pattern

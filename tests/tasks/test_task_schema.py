@@ -394,3 +394,18 @@ def test_python_inputs_of_every_type_exist_for_the_editor() -> None:
     assert isinstance(BUILTIN_TASKS["inpaint"].input("image"), ImageInput)
     assert isinstance(TXT2IMG.input("prompt"), TextInput)
     assert Group(name="main", label="Settings") in TaskSchema.from_wire(_minimal()).groups
+
+
+def test_a_text_format_must_be_one_the_node_knows() -> None:
+    data = _minimal()
+    data["inputs"][1]["format"] = "[a-z]+"
+    error = _rejection(data)
+    assert _fields(error) == ["inputs.prompt.format"]
+    assert "known: concept" in str(error)
+
+
+def test_a_text_format_is_a_pattern_in_the_json_schema() -> None:
+    concept = TXT2IMG.to_json_schema()["properties"]["concept"]
+    assert concept["pattern"] == "^[a-z0-9][a-z0-9._-]{0,127}$"
+    assert concept["x-lightbox-format"] == "concept"
+    assert "concept" not in TXT2IMG.to_json_schema()["required"]
