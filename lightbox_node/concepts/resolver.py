@@ -10,13 +10,13 @@ Blobs are cached here by id, so a popular concept is fetched once.
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from lightbox_node.concepts.history import merger_of
 from lightbox_node.dispatch.test_tasks import ConceptModel, TaskFailed
-from lightbox_node.errors import LightboxError, PeerIdError
+from lightbox_node.errors import LightboxError
 from lightbox_node.identity import PeerId
 from lightbox_node.store.blob_id import BlobId, InvalidBlobId
 
@@ -25,8 +25,6 @@ Fetch = Callable[[BlobId, list[PeerId]], Awaitable[bytes]]
 
 CACHE_BYTES = 1 << 30
 """Global-model blobs kept in memory, least recently used dropped first."""
-HISTORY_LOOKBACK = 64
-"""Recent history events searched for the merge that made the current model."""
 
 
 class ConceptResolver:
@@ -64,7 +62,7 @@ class ConceptResolver:
             blob_id = BlobId.parse(model_id)
         except InvalidBlobId:
             raise TaskFailed(f"the registry names a malformed model id for {name!r}") from None
-        peers = await self._holders(name, model_id, int(summary.get("history_length") or 0))
+        peers = await self._holders(name, model_id)
         try:
             data = await self._fetch(blob_id, peers)
         except LightboxError as exc:
@@ -72,27 +70,11 @@ class ConceptResolver:
         self._remember(model_id, data)
         return ConceptModel(name, model_id, data)
 
-    async def _holders(self, name: str, model_id: str, history_length: int) -> list[PeerId]:
+    async def _holders(self, name: str, model_id: str) -> list[PeerId]:
         """Who to ask for the model blob: its merger first, then the registry members."""
-        peers: list[PeerId] = []
-        try:
-            events = await self._read(
-                {
-                    "q": "history",
-                    "concept": name,
-                    "after": max(0, history_length - HISTORY_LOOKBACK),
-                    "limit": HISTORY_LOOKBACK,
-                }
-            )
-        except LightboxError:
-            events = []
-        for event in reversed(events if isinstance(events, list) else []):
-            if isinstance(event, dict) and event.get("model") == model_id:
-                with contextlib.suppress(PeerIdError):
-                    peers.append(PeerId.parse(str(event.get("by"))))
-                break
-        peers += [peer for peer in self._members() if peer not in peers]
-        return peers
+        merger = await merger_of(self._read, name, model_id)
+        peers = [merger] if merger is not None else []
+        return peers + [peer for peer in self._members() if peer not in peers]
 
     def _remember(self, model_id: str, data: bytes) -> None:
         if len(data) > self._cache_bytes:
