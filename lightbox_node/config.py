@@ -239,6 +239,12 @@ SETTINGS: tuple[Setting, ...] = (
         _peer_list(),
     ),
     _setting(
+        "merge_every",
+        "The registry leader merges a concept's adapters once this many are waiting "
+        "(an administrator can also merge on demand).",
+        _int_in(1, 256),
+    ),
+    _setting(
         "test_tasks",
         "Offer the built-in test tasks (noop, sleep, echo, fail) on this GPU host.",
         _bool(),
@@ -288,6 +294,7 @@ class NodeConfig:
     attach_to: tuple[str, ...] = ()
     gpu_slots: int = 1
     registry_founders: tuple[str, ...] = ()
+    merge_every: int = 1
     test_tasks: bool = True
     demo_models: bool = False
     federated_priority: float = 400.0

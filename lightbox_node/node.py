@@ -21,6 +21,7 @@ from lightbox_node.api import NodeStatus, create_app, serve_http
 from lightbox_node.blob_exchange import PROTOCOL as BLOBS_PROTOCOL
 from lightbox_node.blob_exchange import BlobExchange
 from lightbox_node.concepts import AdapterSubmitter, ConceptResolver
+from lightbox_node.concepts.merger import Merger
 from lightbox_node.config import NodeConfig
 from lightbox_node.dispatch.attach import PROTOCOL as JOBS_PROTOCOL
 from lightbox_node.dispatch.attach import JobsProtocol, run_local_pair
@@ -140,7 +141,13 @@ async def run_node(
                         open_database, config.database_file
                     )
                 registry = await _start_registry(services, config, swarm, raft_database)
-                jobs = await _start_dispatch(services, config, identity, swarm, database, registry)
+                exchange = BlobExchange(swarm, BlobStore(config.blob_dir))
+                await services.start(exchange.run)
+                swarm.register(BLOBS_PROTOCOL, exchange)
+                merger = await _start_merger(services, config, registry, exchange)
+                jobs = await _start_dispatch(
+                    services, config, identity, swarm, database, registry, exchange
+                )
                 editor_url = await outer.start(
                     serve_http,
                     create_app(
@@ -150,6 +157,7 @@ async def run_node(
                         api_token=api_token,
                         accounts=accounts,
                         registry=registry,
+                        merge=merger.merge if merger is not None else None,
                     ),
                     config.http_host,
                     config.http_port,
@@ -195,6 +203,41 @@ async def _start_registry(
     return registry
 
 
+async def _start_merger(
+    nursery: trio.Nursery, config: NodeConfig, registry: RegistryService, exchange: BlobExchange
+) -> Merger | None:
+    """On a registry member with the ml extra: merges while leading, copies global models."""
+    if registry.node is None:
+        return None
+    try:
+        from lightbox_node.finetune.merge import merge_adapter_files
+    except ImportError:
+        log.info("no ml extra: this registry member will not merge concepts")
+        return None
+    store = exchange.store
+
+    async def fetch_bytes(blob_id: BlobId, peers: list[PeerId]) -> bytes:
+        await exchange.fetch(blob_id, peers)
+        return await trio.to_thread.run_sync(store.get, blob_id)
+
+    async def has_blob(blob_id: BlobId) -> bool:
+        return await trio.to_thread.run_sync(store.has, blob_id)
+
+    async def store_blob(data: bytes) -> str:
+        return str(await trio.to_thread.run_sync(store.put, data))
+
+    merger = Merger(
+        registry,
+        lambda files, weights, parent: merge_adapter_files(files, weights, parent=parent),
+        fetch_bytes,
+        has_blob,
+        store_blob,
+        merge_every=config.merge_every,
+    )
+    await nursery.start(merger.run)
+    return merger
+
+
 @dataclass(frozen=True, slots=True)
 class _Dispatch:
     queue: QueueService | None
@@ -208,13 +251,11 @@ async def _start_dispatch(
     swarm: Swarm,
     database: Database,
     registry: RegistryService,
+    exchange: BlobExchange,
 ) -> _Dispatch:
     """The queue role's service and the gpu role's host, attached to each other and to peers."""
     queue = host = None
-    blobs = BlobStore(config.blob_dir)
-    exchange = BlobExchange(swarm, blobs)
-    await nursery.start(exchange.run)
-    swarm.register(BLOBS_PROTOCOL, exchange)
+    blobs = exchange.store
     if "queue" in config.roles:
         params = SchedulerParams(trust=TrustParams(federated_priority=config.federated_priority))
         queue = QueueService(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -113,6 +113,7 @@ def create_app(
     accounts: AccountService | None = None,
     settings: ApiSettings | None = None,
     registry: RegistryService | None = None,
+    merge: Callable[[str], Awaitable[dict[str, Any]]] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The app. Accounts' tokens open user and admin routes by scope; `api_token` (the
@@ -128,7 +129,7 @@ def create_app(
         AdminRoutes(gate, accounts, queue, network, status, clock=clock),
         MetricsRoutes(queue, network, accounts, status, responses, clock=clock),
         HordeRoutes(queue, gate, jobs, clock=clock),
-        RegistryRoutes(registry, gate, clock),
+        RegistryRoutes(registry, gate, clock, merge),
     ]
 
     async def get_status(request: Request) -> JSONResponse:

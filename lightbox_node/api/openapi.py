@@ -20,6 +20,7 @@ JOB_ID = {"type": "string", "pattern": "^j-[0-9a-f]{24}$"}
 JOB_STATES = ["queued", "dispatched", "running", "done", "faulted", "cancelled", "expired"]
 USER = {"type": "string", "pattern": "^[a-z0-9._-]{1,64}$"}
 PEER_ID = {"type": "string", "pattern": "^lb1[a-z2-7]{50,60}$"}
+CONCEPT = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,127}$"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -119,6 +120,13 @@ SCHEMAS: dict[str, Any] = {
         files={"type": "array", "items": {"type": "object"}},
     ),
     "Reason": _obj(reason={"type": "string", "maxLength": 500}),
+    "Adapter": _obj(
+        ("adapter",),
+        adapter={"type": "string", "pattern": "^sha256-[0-9a-f]{64}$"},
+        weight={"type": "number", "exclusiveMinimum": 0},
+        base={"type": ["string", "null"]},
+        metadata={"type": "object"},
+    ),
     "Trust": _obj(("trust",), trust={"type": "number", "minimum": 0, "maximum": 1000}),
     "Role": _obj(("role",), role={"enum": ["user", "admin"]}),
     "HostTokenRequest": _obj(label={"type": "string", "maxLength": 100}, ttl_s=NUMBER),
@@ -161,11 +169,14 @@ def _ops() -> list[Operation]:
     job = {"job_id": JOB_ID}
     user = {"user": USER}
     peer = {"peer_id": PEER_ID}
+    concept = {"concept": CONCEPT}
+    R = "registry"
     A = "accounts"
     J = "jobs"
     D = "admin"
     N = "node"
     H = "horde"
+    LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
     return [
         Operation("GET", "/api/v1/status", "This node: peer id, network, roles, uptime.", N),
         Operation("GET", "/api/v1/peers", "Peers known from gossip or linked now.", N),
@@ -176,6 +187,50 @@ def _ops() -> list[Operation]:
             N,
             errors=(400, 404),
             params=peer,
+        ),
+        Operation(
+            "GET",
+            "/api/v1/registry",
+            "The model registry: Raft members, each concept's global model, recent merges.",
+            R,
+            errors=(404, 503),
+        ),
+        Operation(
+            "GET",
+            "/api/v1/registry/concepts/{concept}",
+            "One concept: its global model, version and pending adapters.",
+            R,
+            errors=(400, 404, 503),
+            params=concept,
+        ),
+        Operation(
+            "GET",
+            "/api/v1/registry/concepts/{concept}/history",
+            "A concept's adapters and merges, oldest first, paged by seq.",
+            R,
+            errors=(400, 404, 503),
+            params=concept,
+            query=(("after", {"type": "integer", "minimum": 0}), ("limit", LIMIT)),
+        ),
+        Operation(
+            "POST",
+            "/api/v1/registry/concepts/{concept}/adapters",
+            "Offer an adapter blob for a concept (fine-tune jobs do this themselves).",
+            R,
+            auth="admin",
+            body="Adapter",
+            ok=201,
+            errors=(400, 409, 503),
+            params=concept,
+        ),
+        Operation(
+            "POST",
+            "/api/v1/registry/concepts/{concept}/merge",
+            "Merge the concept's pending adapters now (on the registry leader).",
+            R,
+            auth="admin",
+            errors=(409, 503),
+            params=concept,
         ),
         Operation("GET", "/healthz", "Liveness for load balancers.", N),
         Operation("GET", "/metrics", "Prometheus metrics.", N, response=None, media="text/plain"),

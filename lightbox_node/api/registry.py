@@ -12,11 +12,12 @@ adapter by hand (an adapter trained elsewhere, or a retry).
     GET /api/v1/registry/concepts/{concept}/history?after=N&limit=L
     POST /api/v1/registry/concepts/{concept}/adapters   (admin) {adapter, weight, base?,
                                                          metadata?}: offer an adapter blob
+    POST /api/v1/registry/concepts/{concept}/merge      (admin, on the leader) merge now
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -25,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 
 from lightbox_node.api.auth import Gate
 from lightbox_node.api.http import HttpError, read_object
+from lightbox_node.errors import LightboxError
 from lightbox_node.raft.registry import CONCEPT_PATTERN
 from lightbox_node.raft.service import RegistryRefused, RegistryService, RegistryUnavailable
 
@@ -38,11 +40,16 @@ class RegistryRoutes:
     """`/api/v1/registry…`, answering 404 `no_registry` on a node built without one."""
 
     def __init__(
-        self, registry: RegistryService | None, gate: Gate, clock: Callable[[], float]
+        self,
+        registry: RegistryService | None,
+        gate: Gate,
+        clock: Callable[[], float],
+        merge: Callable[[str], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         self.registry = registry
         self.gate = gate
         self.clock = clock
+        self.merge = merge
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -54,6 +61,7 @@ class RegistryRoutes:
                 self.submit_adapter,
                 methods=["POST"],
             ),
+            Route("/api/v1/registry/concepts/{concept}/merge", self.merge_now, methods=["POST"]),
         ]
 
     async def overview(self, request: Request) -> JSONResponse:
@@ -138,6 +146,21 @@ class RegistryRoutes:
         if not answer.get("ok"):
             raise HttpError(409, "adapter_refused", str(answer.get("error")))
         return JSONResponse(answer, 201 if not answer.get("duplicate") else 200)
+
+    async def merge_now(self, request: Request) -> JSONResponse:
+        self.gate.admin(request)
+        name = _concept_name(request)
+        if self.merge is None:
+            raise HttpError(
+                409, "no_merger", "this node does not merge (no registry role, or no ml extra)"
+            )
+        try:
+            answer = await self.merge(name)
+        except RegistryUnavailable as exc:
+            raise HttpError(503, "registry_unavailable", str(exc)) from None
+        except LightboxError as exc:
+            raise HttpError(409, "merge_refused", str(exc)) from None
+        return JSONResponse(answer)
 
     def _registry(self) -> RegistryService:
         if self.registry is None:

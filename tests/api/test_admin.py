@@ -16,7 +16,7 @@ ADMIN_OPERATIONS = [op for op in OPERATIONS if op.auth == "admin"]
 
 
 def concrete(path: str, user: str) -> str:
-    values = {"user": user, "peer_id": PEER, "job_id": "j-" + "0" * 24}
+    values = {"user": user, "peer_id": PEER, "job_id": "j-" + "0" * 24, "concept": "rex"}
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
 
