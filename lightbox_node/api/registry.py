@@ -13,6 +13,8 @@ adapter by hand (an adapter trained elsewhere, or a retry).
     POST /api/v1/registry/concepts/{concept}/adapters   (admin) {adapter, weight, base?,
                                                          metadata?}: offer an adapter blob
     POST /api/v1/registry/concepts/{concept}/merge      (admin, on the leader) merge now
+    POST|DELETE /api/v1/registry/members/{peer_id}      (admin, on the leader) add or remove
+                                                         one registry server
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from starlette.routing import BaseRoute, Route
 
 from lightbox_node.api.auth import Gate
 from lightbox_node.api.http import HttpError, read_object
-from lightbox_node.errors import LightboxError
+from lightbox_node.errors import LightboxError, PeerIdError
+from lightbox_node.identity import PeerId
 from lightbox_node.raft.registry import CONCEPT_PATTERN
 from lightbox_node.raft.service import RegistryRefused, RegistryService, RegistryUnavailable
 
@@ -161,6 +164,25 @@ class RegistryRoutes:
         except LightboxError as exc:
             raise HttpError(409, "merge_refused", str(exc)) from None
         return JSONResponse(answer)
+
+    async def change_member(self, request: Request) -> JSONResponse:
+        """Membership changes one server at a time, on the leader (Raft's single-server
+        change); a server being added must run with the registry role and be reachable."""
+        self.gate.admin(request)
+        try:
+            peer = PeerId.parse(request.path_params["peer_id"])
+        except PeerIdError as exc:
+            raise HttpError(400, "bad_peer_id", str(exc)) from None
+        registry = self._registry()
+        change = registry.add_member if request.method == "POST" else registry.remove_member
+        try:
+            await change(peer)
+        except RegistryUnavailable as exc:
+            raise HttpError(503, "registry_unavailable", str(exc)) from None
+        except RegistryRefused as exc:
+            raise HttpError(409, "membership_refused", str(exc)) from None
+        status = registry.status()
+        return JSONResponse({"members": [str(m) for m in status.members]})
 
     def _registry(self) -> RegistryService:
         if self.registry is None:

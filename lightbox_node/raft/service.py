@@ -344,7 +344,7 @@ class RegistryService:
         assert outcome is not None
         if outcome.status is Status.OK:
             return outcome.result
-        if outcome.status is Status.REJECTED:
+        if outcome.status in (Status.REJECTED, Status.REDIRECT):
             raise RegistryRefused(str(outcome.result))
         raise RegistryUnavailable(str(outcome.result or "no registry leader answered"))
 

@@ -217,3 +217,31 @@ async def test_raft_bodies_from_a_peer_without_the_registry_role_are_ignored(
         node = net.services[me].node
         assert node.term == term and node.role is Role.LEADER
         nursery.cancel_scope.cancel()
+
+
+async def test_a_fresh_registry_server_joins_when_the_leader_adds_it_and_then_votes(
+    clock: trio.testing.MockClock,
+) -> None:
+    net = Net()
+    members = (peer(1), peer(2), peer(3))
+    joiner = peer(4)
+    async with trio.open_nursery() as nursery:
+        for member in members:
+            start(nursery, net, member, MemoryRaftStorage(), members)
+        start(nursery, net, joiner, MemoryRaftStorage(), members)  # not a founder
+        start(nursery, net, peer(9), None, members)
+        await net.services[peer(9)].write(submit("dog", 1))
+        assert net.services[joiner].node.members == ()
+        (leader,) = leaders(net)
+        follower = next(m for m in members if m != leader)
+        with pytest.raises(RegistryRefused, match="not the leader"):
+            await net.services[follower].add_member(joiner)
+        await net.services[leader].add_member(joiner)
+        await trio.sleep(1.0)
+        joined = net.services[joiner].node
+        assert set(joined.members) == {*members, joiner}
+        assert joined.applied_index == net.services[leader].node.applied_index
+        # With four members, losing the leader still leaves a majority (3 of 4).
+        net.down.add(leader)
+        await net.services[peer(9)].write(submit("dog", 2))
+        nursery.cancel_scope.cancel()
