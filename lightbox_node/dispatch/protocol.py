@@ -10,8 +10,16 @@ Host to queue::
     ["slots", free_slots]                        slots free now (after a job ends, say)
     ["started", job_id, attempt]
     ["progress", job_id, attempt, fraction, message]     fraction 0..1, message ≤ 200 chars
-    ["done", job_id, attempt, outputs]           outputs: [[name, bytes], ...]
+    ["done", job_id, attempt, outputs]           outputs: [output, ...] in result order
     ["fault", job_id, attempt, reason]           reason ≤ 500 chars
+
+An output is inline, ``[name, bytes]``, or a blob reference, ``[name, blob_id, size]`` with
+`blob_id` the text ``sha256-<64 hex>`` and `size` its length in bytes. Inline outputs together
+stay within `MAX_OUTPUT_BYTES` (they share one link message); a host sends references only
+when its outputs do not fit inline (see `blob_indices`), so a queue node that knows only
+inline outputs still gets every result it could take before. The receiver fetches the
+referenced blobs from the sender (the blob exchange verifies them) before it calls the job
+done, and bounds their total itself (`MAX_RESULT_BYTES`).
 
 Queue to host::
 
@@ -21,19 +29,28 @@ Queue to host::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from lightbox_node.errors import MalformedMessage
 from lightbox_node.sched.jobs import JOB_ID_PATTERN
+from lightbox_node.store.blob_id import BlobId, InvalidBlobId
 
 MAX_TASKS = 64
 MAX_SLOTS = 1024
 MAX_OUTPUTS = 64
 MAX_REASON = 500
 MAX_PROGRESS_MESSAGE = 200
+MAX_OUTPUT_NAME = 64
 MAX_OUTPUT_BYTES = 900 << 10
-"""Inline results share the 1 MiB link message; bigger results wait for blob transfer."""
+"""Inline outputs share the 1 MiB link message; bigger results travel as blobs."""
+MAX_RESULT_BYTES = 512 << 20
+"""Default bound on one job's outputs, inline and referenced together: a queue node fetches
+no more for one job (a 4x upscale or a LoRA adapter is a few MB; full model weights are not
+job results), and a host faults a job whose result is larger instead of sending it."""
+MAX_BLOB_REF_BYTES = 32 << 30
+"""Sanity bound on one referenced size on the wire; the real limit is the receiver's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +79,33 @@ class Progress:
 
 
 @dataclass(frozen=True, slots=True)
+class BlobRef:
+    """An output held as a blob by the sender: fetch `blob_id` (`size` bytes) from it."""
+
+    blob_id: BlobId
+    size: int
+
+
+OutputData = bytes | BlobRef
+"""An output as a `Done` carries it: its bytes, or a reference to the blob holding them."""
+
+
+@dataclass(frozen=True, slots=True)
 class Done:
     job_id: str
     attempt: int
-    outputs: list[tuple[str, bytes]]
+    outputs: list[tuple[str, OutputData]]
+
+    @property
+    def refs(self) -> list[BlobRef]:
+        return [data for _, data in self.outputs if isinstance(data, BlobRef)]
+
+    @property
+    def total_bytes(self) -> int:
+        """Inline and referenced bytes together: what the receiver ends up storing."""
+        return sum(
+            data.size if isinstance(data, BlobRef) else len(data) for _, data in self.outputs
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,19 +195,55 @@ def parse_host_message(body: Any) -> HostMessage:
         )
     if tag == "fault":
         return Fault(job_id, attempt, _text(body[3], MAX_REASON, "fault reason"))
-    outputs = body[3]
+    return Done(job_id, attempt, _outputs(body[3]))
+
+
+def _outputs(outputs: Any) -> list[tuple[str, OutputData]]:
     if type(outputs) is not list or len(outputs) > MAX_OUTPUTS:
         raise MalformedMessage(f"done outputs must be a list of at most {MAX_OUTPUTS}")
-    parsed: list[tuple[str, bytes]] = []
-    total = 0
+    parsed: list[tuple[str, OutputData]] = []
+    inline = 0
     for item in outputs:
-        if type(item) is not list or len(item) != 2 or type(item[1]) is not bytes:
-            raise MalformedMessage("each output is [name, bytes]")
-        total += len(item[1])
-        parsed.append((_text(item[0], 64, "output name"), item[1]))
-    if total > MAX_OUTPUT_BYTES:
-        raise MalformedMessage(f"outputs over {MAX_OUTPUT_BYTES} bytes")
-    return Done(job_id, attempt, parsed)
+        if type(item) is not list or len(item) not in (2, 3):
+            raise MalformedMessage("each output is [name, bytes] or [name, blob id, size]")
+        name = _text(item[0], MAX_OUTPUT_NAME, "output name")
+        if len(item) == 2:
+            if type(item[1]) is not bytes:
+                raise MalformedMessage("an inline output is [name, bytes]")
+            inline += len(item[1])
+            parsed.append((name, item[1]))
+            continue
+        if type(item[1]) is not str:
+            raise MalformedMessage("a blob output is [name, blob id text, size]")
+        try:
+            blob_id = BlobId.parse(item[1])
+        except InvalidBlobId as exc:
+            raise MalformedMessage(f"output {name[:20]!r}: {exc}") from None
+        size = _count(item[2], MAX_BLOB_REF_BYTES, "output blob size")
+        if size == 0:
+            raise MalformedMessage("an empty output is sent inline, not as a blob")
+        parsed.append((name, BlobRef(blob_id, size)))
+    if inline > MAX_OUTPUT_BYTES:
+        raise MalformedMessage(f"inline outputs over {MAX_OUTPUT_BYTES} bytes")
+    return parsed
+
+
+def blob_indices(sizes: Sequence[int], inline_limit: int = MAX_OUTPUT_BYTES) -> set[int]:
+    """Which outputs (by index) travel as blobs: none when all fit inline, else the largest
+    ones until the rest fits.
+
+    Inline is the default because it costs nothing more: no disk write on the sender, no
+    fetch round trips, and a receiver that predates blob references still takes it. Moving
+    the largest first keeps the number of blobs (and fetches) smallest.
+    """
+    total = sum(sizes)
+    chosen: set[int] = set()
+    for index in sorted(range(len(sizes)), key=lambda i: sizes[i], reverse=True):
+        if total <= inline_limit:
+            break
+        chosen.add(index)
+        total -= sizes[index]
+    return chosen
 
 
 def parse_queue_message(body: Any) -> QueueMessage:
@@ -196,7 +272,7 @@ def encode(message: HostMessage | QueueMessage) -> list[Any]:
         case Progress(job_id, attempt, fraction, text):
             return ["progress", job_id, attempt, fraction, text]
         case Done(job_id, attempt, outputs):
-            return ["done", job_id, attempt, [[name, data] for name, data in outputs]]
+            return ["done", job_id, attempt, [_encode_output(n, data) for n, data in outputs]]
         case Fault(job_id, attempt, reason):
             return ["fault", job_id, attempt, reason]
         case Run(job_id, attempt, task, inputs, deadline):
@@ -204,3 +280,9 @@ def encode(message: HostMessage | QueueMessage) -> list[Any]:
         case Cancel(job_id, attempt):
             return ["cancel", job_id, attempt]
     raise TypeError(f"not a jobs message: {message!r}")
+
+
+def _encode_output(name: str, data: OutputData) -> list[Any]:
+    if isinstance(data, BlobRef):
+        return [name, str(data.blob_id), data.size]
+    return [name, data]
