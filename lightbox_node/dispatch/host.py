@@ -8,6 +8,9 @@ job is already here when one ends and the GPU never idles. Jobs run as trio task
 runner moves its heavy work to a worker thread itself (`RunContext.run_sync`), so the node
 stays responsive. Image inputs arrive as blob ids; the `images` resolver fetches their bytes
 (a host without one faults jobs that have image inputs).
+Results go back in `done`: inline while they fit one link message, else the largest outputs
+are put in this node's blob store (`store_blob`, which works in a worker thread) and `done`
+names them by blob id and size; the queue node fetches them from here.
 Everything a queue sends is checked again here: the queue is another node, so its messages
 are hostile input.
 """
@@ -17,16 +20,19 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
 from lightbox_node.dispatch.protocol import (
-    MAX_OUTPUT_BYTES,
+    MAX_OUTPUT_NAME,
+    MAX_OUTPUTS,
     MAX_PROGRESS_MESSAGE,
     MAX_REASON,
+    MAX_RESULT_BYTES,
+    BlobRef,
     Cancel,
     Done,
     Fault,
@@ -35,6 +41,7 @@ from lightbox_node.dispatch.protocol import (
     Run,
     Slots,
     Started,
+    blob_indices,
     encode,
     parse_queue_message,
 )
@@ -48,6 +55,7 @@ from lightbox_node.dispatch.test_tasks import (
 )
 from lightbox_node.errors import LightboxError, WireError
 from lightbox_node.identity import PeerId
+from lightbox_node.store.blob_id import BlobId
 from lightbox_node.tasks import (
     ImageInput,
     ImageListInput,
@@ -64,6 +72,30 @@ Port = Callable[[Any], bool]
 
 PROGRESS_INTERVAL_S = 0.1
 """At most ten progress messages a second per job; the last one always goes out."""
+
+ResultStore = Callable[[bytes], Awaitable[BlobId | str]]
+"""Puts one output's bytes in this node's blob store and returns its id. It hashes, writes
+and fsyncs megabytes, so it does that in a worker thread, never in the trio thread
+(`trio.to_thread.run_sync(store.put, data)`)."""
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"
+
+
+def _output_problem(outputs: Any) -> str | None:
+    """What is wrong with a runner's outputs (a runner bug), or None if a `done` can carry them."""
+    if not isinstance(outputs, list | tuple) or len(outputs) > MAX_OUTPUTS:
+        return f"its outputs as {type(outputs).__name__}, not a list of at most {MAX_OUTPUTS}"
+    for item in outputs:
+        if not isinstance(item, list | tuple) or len(item) != 2:
+            return "an output that is not a (name, bytes) pair"
+        name, data = item
+        if not isinstance(name, str) or len(name) > MAX_OUTPUT_NAME:
+            return f"an output name that is not text of at most {MAX_OUTPUT_NAME} characters"
+        if type(data) is not bytes:
+            return f"output {name!r} as {type(data).__name__}, not bytes"
+    return None
 
 
 @dataclass(slots=True)
@@ -87,6 +119,9 @@ class GpuHost:
     `images` fetches an image input's bytes by blob id; None (for now, on a host that is not
     also the queue node holding the blobs) faults every job that has image inputs.
     `concepts` resolves a concept name to its current global model through the registry.
+    `store_blob` keeps outputs too large to send inline (see `ResultStore`); without it such
+    a job faults. A result over `max_result_bytes` faults here rather than being sent, as
+    the queue node would refuse it.
     """
 
     def __init__(
@@ -98,9 +133,13 @@ class GpuHost:
         on_change: Callable[[], None] = lambda: None,
         images: ImageResolver | None = None,
         concepts: ConceptResolver | None = None,
+        store_blob: ResultStore | None = None,
+        max_result_bytes: int = MAX_RESULT_BYTES,
     ) -> None:
         if slots < 0 or prefetch < 0:
             raise ValueError("a GPU host has at least one slot and a prefetch of zero or more")
+        if max_result_bytes <= 0:
+            raise ValueError("max_result_bytes must be positive")
         self.runners = dict(runners)
         self.slots = slots
         self.prefetch = prefetch
@@ -111,6 +150,8 @@ class GpuHost:
         self._on_change = on_change
         self.images = images
         self.concepts = concepts
+        self.store_blob = store_blob
+        self.max_result_bytes = max_result_bytes
         self.completed = 0
         self.faulted = 0
 
@@ -265,10 +306,54 @@ class GpuHost:
             failure = f"ran past its deadline of {run.deadline_s:g} s"
         if failure is not None:
             return Fault(run.job_id, run.attempt, failure[:MAX_REASON])
-        assert outputs is not None
-        if sum(len(data) for _, data in outputs) > MAX_OUTPUT_BYTES:
-            return Fault(run.job_id, run.attempt, "result too large to send inline")
-        return Done(run.job_id, run.attempt, outputs)
+        outcome = await self._package(run, outputs)
+        return None if job.cancelled else outcome
+
+    async def _package(self, run: Run, outputs: Any) -> Done | Fault:
+        """The `done` for a runner's outputs: inline while they fit, the largest as blobs."""
+        problem = _output_problem(outputs)
+        if problem is not None:
+            log.error("task returned bad outputs", extra={"task": run.task, "problem": problem})
+            return Fault(run.job_id, run.attempt, f"the task returned {problem}"[:MAX_REASON])
+        sizes = [len(data) for _, data in outputs]
+        if sum(sizes) > self.max_result_bytes:
+            return Fault(
+                run.job_id,
+                run.attempt,
+                f"the result is {_mib(sum(sizes))}, over the {_mib(self.max_result_bytes)} "
+                "a queue node takes from one job",
+            )
+        chosen = sorted(blob_indices(sizes))
+        if not chosen:
+            return Done(run.job_id, run.attempt, [(name, data) for name, data in outputs])
+        store = self.store_blob
+        if store is None:
+            return Fault(
+                run.job_id,
+                run.attempt,
+                f"the result ({_mib(sum(sizes))}) is too large to send inline, and this host "
+                "has no blob store to send it from",
+            )
+        try:
+            ids = [BlobId.parse(str(await store(outputs[i][1]))) for i in chosen]
+        except (LightboxError, OSError) as exc:
+            log.error("cannot store a result", extra={"job": run.job_id, "error": str(exc)})
+            return Fault(
+                run.job_id, run.attempt, f"the host could not store the result: {exc}"[:MAX_REASON]
+            )
+        except Exception as exc:  # a bug in the store must not take the host down
+            log.exception("storing a result crashed", extra={"job": run.job_id})
+            why = f"the host could not store the result: {type(exc).__name__}: {exc}"
+            return Fault(run.job_id, run.attempt, why[:MAX_REASON])
+        refs = dict(zip(chosen, ids, strict=True))
+        return Done(
+            run.job_id,
+            run.attempt,
+            [
+                (name, BlobRef(refs[i], len(data)) if i in refs else data)
+                for i, (name, data) in enumerate(outputs)
+            ],
+        )
 
     def set_slots(self, slots: int) -> None:
         """Change how many jobs run at once; 0 drains the host (running jobs finish)."""

@@ -20,6 +20,7 @@ import trio
 
 from lightbox_node.tasks import (
     FixedCost,
+    IntegerInput,
     NumberInput,
     Output,
     ProductCost,
@@ -212,17 +213,43 @@ _STATUS = Output(
 )
 
 
+MAX_NOOP_BYTES = 16 << 20
+
+
 class NoopTask:
     schema = TaskSchema(
         name="noop",
         title="No-op",
-        description="Does nothing and returns at once; for tests and dispatch benchmarks.",
+        description=(
+            "Does nothing and returns at once, with filler bytes if asked; for tests and "
+            "dispatch benchmarks."
+        ),
+        inputs=(
+            IntegerInput(
+                name="size",
+                label="Result size",
+                help="Return this many filler bytes instead of 'ok' (large results travel "
+                "as blobs).",
+                default=0,
+                min=0,
+                max=MAX_NOOP_BYTES,
+                unit="bytes",
+            ),
+        ),
         outputs=(_STATUS,),
         cost=FixedCost(units=1.0),
     )
 
     async def run(self, inputs: Mapping[str, Any], progress: ProgressCallback) -> list:
-        return [("status", b"ok")]
+        size = int(inputs.get("size", 0))
+        return [("status", filler(size) if size else b"ok")]
+
+
+def filler(size: int) -> bytes:
+    """`size` bytes of printable text in a pattern, not one repeated byte, so that a shifted
+    or truncated copy does not compare equal by accident (it is a text output)."""
+    pattern = bytes(range(32, 127)) + b"\t\n"  # 97, a prime: no chunk size lines up with it
+    return (pattern * (size // len(pattern) + 1))[:size]
 
 
 class SleepTask:
