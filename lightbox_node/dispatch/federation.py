@@ -15,6 +15,12 @@ Messages (protocol "jobs", over the A-B peer link)::
     B -> A  ["fhost", host key, body]  body is what the host would have told A directly:
                                        started / progress / done / fault, with A's job id
                                        and attempt (see `protocol`)
+
+A result too large for one message reaches B as blob references, and B fetches it from the
+host before the job is done there. B then relays it to A the same way: inline when it fits,
+else as references to blobs B now holds, which A fetches from B (A may have no link to the
+host at all, and B has the verified bytes already). A attaches a federated host with B as
+the holder of its result blobs for that reason.
 """
 
 from __future__ import annotations
@@ -29,7 +35,6 @@ from typing import Any
 import trio
 
 from lightbox_node.dispatch.protocol import (
-    MAX_OUTPUT_BYTES,
     MAX_REASON,
     Cancel,
     Done,
@@ -102,7 +107,10 @@ class Federation:
             return False
         self._remote_hosts[host] = _Remote(via)
         self.queue.attach_host(
-            host, lambda body, host=host: self._forward(host, body), pinned_only=True
+            host,
+            lambda body, host=host: self._forward(host, body),
+            pinned_only=True,
+            fetch_from=(via,),
         )
         slots = max(1, record.free_slots)
         self.queue.host_message(host, encode(Hello(record.plain_tasks(), slots)))
@@ -193,9 +201,11 @@ class Federation:
                 elif update.state == "running":
                     reply(Progress(job_id, attempt, update.progress, update.progress_message))
                 elif update.state == "done":
-                    outputs = await self.queue.result(view.job_id)
-                    if sum(len(data) for _, data in outputs) > MAX_OUTPUT_BYTES:
-                        reply(Fault(job_id, attempt, "result too large to send back inline"))
+                    try:
+                        outputs = await self.queue.result_for_relay(view.job_id)
+                    except LightboxError as exc:  # the result blobs are unreadable here
+                        why = f"the result could not be read on {self.identity.peer_id.short}"
+                        reply(Fault(job_id, attempt, f"{why}: {exc}"[:MAX_REASON]))
                     else:
                         reply(Done(job_id, attempt, outputs))
                 elif update.is_final:

@@ -6,6 +6,9 @@ submissions share one fsync), and a job's final state is in the journal before a
 told, so a crash can lose nothing that was acknowledged and never report a result twice.
 Progress is pushed to watchers as it comes (no polling anywhere); watchers always see the
 latest state, so a slow watcher misses intermediate progress, never the outcome.
+A host's result arrives inline or as blob references (see `protocol`); referenced blobs are
+fetched from the host (`fetch_blob`, verified by the blob exchange) and found complete in
+this node's store before the job is called done; a fetch that fails faults the attempt.
 """
 
 from __future__ import annotations
@@ -14,27 +17,32 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from lightbox_node.dispatch.protocol import Cancel as CancelMessage
 from lightbox_node.dispatch.protocol import (
+    MAX_REASON,
+    MAX_RESULT_BYTES,
+    BlobRef,
     Done,
     Fault,
     Hello,
+    OutputData,
     Progress,
     Run,
     Slots,
     Started,
+    blob_indices,
     encode,
     parse_host_message,
 )
-from lightbox_node.errors import StoreError, WireError
+from lightbox_node.dispatch.protocol import Cancel as CancelMessage
+from lightbox_node.errors import BlobNotFound, LightboxError, StoreError, WireError
 from lightbox_node.identity import PeerId
-from lightbox_node.sched.jobs import Job, JobError, JobSpec, UnknownJob, new_job_id
+from lightbox_node.sched.jobs import Job, JobError, JobSpec, JobState, UnknownJob, new_job_id
 from lightbox_node.sched.scheduler import CancelOnHost, Dispatch, JobChanged, Scheduler
 from lightbox_node.store import BlobId, BlobStore, Database
 from lightbox_node.store.journal import JobJournal, TrustStore
@@ -49,6 +57,15 @@ JOURNAL_IDLE_FLUSH_S = 0.05
 """Non-final updates (progress, dispatch) are journaled in batches at most this late."""
 
 PURGE_EVERY_S = 600.0
+
+BlobFetcher = Callable[[BlobId, list[PeerId], int], Awaitable[object]]
+"""Makes a blob present in this node's store, fetched from the given peers, refusing one
+bigger than the given bytes (`BlobExchange.fetch(blob_id, peers, max_bytes=...)`); raises
+(BlobUnavailable, StoreError) when it cannot."""
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"
 
 
 class NoSuchTask(JobError):
@@ -134,6 +151,28 @@ class _Host:
     schemas: dict[str, TaskSchema]
     free_slots: int = 0
     pinned_only: bool = False
+    fetch_from: tuple[PeerId, ...] = ()
+    """Where its result blobs are fetched from: the host itself, or the queue node that
+    relays a federated host's results."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Collecting:
+    """A `done` whose result is being stored or fetched, for one attempt on one host."""
+
+    host: PeerId
+    attempt: int
+    scope: trio.CancelScope
+
+
+def _is_in_flight(job: Job, host: PeerId, attempt: int) -> bool:
+    current = job.current_attempt
+    return (
+        job.state in (JobState.DISPATCHED, JobState.RUNNING)
+        and current is not None
+        and current.number == attempt
+        and current.host == host
+    )
 
 
 @dataclass(slots=True)
@@ -144,7 +183,12 @@ class _PendingAccept:
 
 
 class QueueService:
-    """A queue node's jobs: submission, dispatch to attached hosts, journal, watchers."""
+    """A queue node's jobs: submission, dispatch to attached hosts, journal, watchers.
+
+    `fetch_blob` brings a host's result blobs into `blobs` (see `BlobFetcher`); without it
+    only blobs already there are taken (a host sharing this node's store). A result over
+    `max_result_bytes` (inline and referenced together) faults the attempt unfetched.
+    """
 
     def __init__(
         self,
@@ -155,11 +199,18 @@ class QueueService:
         *,
         retention_s: float = 24 * 3600,
         wall_clock: Callable[[], float] = time.time,
+        fetch_blob: BlobFetcher | None = None,
+        max_result_bytes: int = MAX_RESULT_BYTES,
     ) -> None:
+        if max_result_bytes <= 0:
+            raise ValueError("max_result_bytes must be positive")
         self.peer_id = peer_id
         self.scheduler = scheduler
         self.blobs = blobs
         self.retention_s = retention_s
+        self.max_result_bytes = max_result_bytes
+        self._fetch_blob = fetch_blob or self._present_only
+        self._collecting: dict[str, _Collecting] = {}
         self._database = database
         self._journal = JobJournal(database)
         self._trust_store = TrustStore(database)
@@ -216,13 +267,22 @@ class QueueService:
 
     # -- hosts --------------------------------------------------------------------------------
 
-    def attach_host(self, host: PeerId, port: Port, *, pinned_only: bool = False) -> None:
+    def attach_host(
+        self,
+        host: PeerId,
+        port: Port,
+        *,
+        pinned_only: bool = False,
+        fetch_from: Sequence[PeerId] | None = None,
+    ) -> None:
         """A GPU host can now reach us; it says what it runs with `hello`.
 
         `pinned_only` marks a host of another queue node (federation): only jobs whose
-        owners chose it go there.
+        owners chose it go there. `fetch_from` is who holds its result blobs (default: the
+        host itself; for a federated host, the queue node relaying its results).
         """
-        self._hosts[host] = _Host(port, {}, pinned_only=pinned_only)
+        holders = tuple(fetch_from) if fetch_from is not None else (host,)
+        self._hosts[host] = _Host(port, {}, pinned_only=pinned_only, fetch_from=holders)
         self._offered = None
 
     def detach_host(self, host: PeerId) -> None:
@@ -257,8 +317,8 @@ class QueueService:
                 self._apply(self.scheduler.job_progress(job_id, host, attempt, fraction, text, now))
             case Fault(job_id, attempt, reason):
                 self._apply(self.scheduler.job_faulted(job_id, host, attempt, reason, now))
-            case Done(job_id, attempt, outputs):
-                self._store_results(host, job_id, attempt, outputs)
+            case Done():
+                self._collect(host, message, entry.fetch_from)
 
     def _announce(self, host: PeerId, entry: _Host, now: float) -> None:
         self._apply(
@@ -285,30 +345,104 @@ class QueueService:
             schemas[schema.name] = schema
         return schemas
 
-    def _store_results(
-        self, host: PeerId, job_id: str, attempt: int, outputs: list[tuple[str, bytes]]
-    ) -> None:
-        async def store() -> None:
-            try:
-                ids = await trio.to_thread.run_sync(
-                    lambda: [str(self.blobs.put(data)) for _, data in outputs]
-                )
-            except StoreError as exc:
-                log.error("cannot store a result", extra={"job": job_id, "error": str(exc)})
-                self._apply(
-                    self.scheduler.job_faulted(
-                        job_id,
-                        host,
-                        attempt,
-                        f"the queue node could not store the result: {exc}",
-                        self._wall(),
-                    )
-                )
-                return
-            self._apply(self.scheduler.job_done(job_id, host, attempt, ids, self._wall()))
+    # -- results ------------------------------------------------------------------------------
 
+    def _collect(self, host: PeerId, done: Done, holders: tuple[PeerId, ...]) -> None:
+        """Store a `done`'s inline outputs and fetch its blobs, then call the job done.
+
+        Only for the attempt in flight on that host, so a host cannot make this node fetch
+        for anything else, and once per attempt; `_changed` cancels the work when the
+        attempt ends first (its deadline, the host gone, the job cancelled).
+        """
+        try:
+            job = self.scheduler.job(done.job_id)
+        except UnknownJob:
+            return
+        if not _is_in_flight(job, host, done.attempt) or done.job_id in self._collecting:
+            return
+        collecting = _Collecting(host, done.attempt, trio.CancelScope())
+        self._collecting[done.job_id] = collecting
         assert self._task_nursery is not None, "the queue service is not running"
-        self._task_nursery.start_soon(store)
+        self._task_nursery.start_soon(self._collect_result, done, collecting, list(holders))
+
+    async def _collect_result(
+        self, done: Done, collecting: _Collecting, holders: list[PeerId]
+    ) -> None:
+        outcome: list[str] | str = "the result was not collected"
+        try:
+            with collecting.scope:
+                outcome = await self._gather(done, collecting.host, holders)
+        finally:
+            if self._collecting.get(done.job_id) is collecting:
+                del self._collecting[done.job_id]
+        if collecting.scope.cancelled_caught:
+            return  # the attempt ended meanwhile; the scheduler has moved on
+        host, now = collecting.host, self._wall()
+        if isinstance(outcome, str):
+            log.info("result not taken", extra={"job": done.job_id, "reason": outcome[:300]})
+            reason = outcome[:MAX_REASON]
+            self._apply(self.scheduler.job_faulted(done.job_id, host, done.attempt, reason, now))
+        else:
+            self._apply(self.scheduler.job_done(done.job_id, host, done.attempt, outcome, now))
+
+    async def _gather(self, done: Done, host: PeerId, holders: list[PeerId]) -> list[str] | str:
+        """The result blob ids of a `done`, in order, or why the attempt faults."""
+        total = done.total_bytes
+        if total > self.max_result_bytes:
+            return (
+                f"the result is {_mib(total)}, over the {_mib(self.max_result_bytes)} this "
+                "queue node takes from one job"
+            )
+        sizes: dict[BlobId, int] = {}
+        for ref in done.refs:
+            if sizes.setdefault(ref.blob_id, ref.size) != ref.size:
+                return f"the host gave result blob {ref.blob_id} two different sizes"
+        if sizes:
+            job = self.scheduler.job(done.job_id)
+            message = f"fetching the result ({_mib(sum(sizes.values()))}) from the host"
+            self._apply(
+                self.scheduler.job_progress(
+                    done.job_id, host, done.attempt, job.progress, message, self._wall()
+                )
+            )
+        where = ", ".join(peer.short for peer in holders) or "nobody"
+        for blob_id, size in sizes.items():
+            try:
+                await self._fetch_blob(blob_id, holders, size)
+            except LightboxError as exc:
+                return f"could not fetch result blob {blob_id} from {where}: {exc}"
+            except Exception as exc:  # a bug in the fetcher must not stop the queue node
+                log.exception("fetching a result blob crashed", extra={"job": done.job_id})
+                return f"could not fetch result blob {blob_id}: {type(exc).__name__}: {exc}"
+        try:
+            return await trio.to_thread.run_sync(self._store_outputs, done.outputs)
+        except StoreError as exc:
+            log.error("cannot store a result", extra={"job": done.job_id, "error": str(exc)})
+            return f"the queue node could not store the result: {exc}"
+
+    def _store_outputs(self, outputs: list[tuple[str, OutputData]]) -> list[str] | str:
+        """Runs in a worker thread: inline outputs stored, referenced ones checked present
+        with the size the host declared (the store verified their hashes on arrival)."""
+        ids: list[str] = []
+        for _, data in outputs:
+            if not isinstance(data, BlobRef):
+                ids.append(str(self.blobs.put(data)))
+                continue
+            size = self.blobs.size(data.blob_id)
+            if size != data.size:
+                return (
+                    f"result blob {data.blob_id} is {size} bytes, not the {data.size} bytes "
+                    "the host declared"
+                )
+            ids.append(str(data.blob_id))
+        return ids
+
+    async def _present_only(self, blob_id: BlobId, peers: list[PeerId], max_bytes: int) -> None:
+        """The fetcher of a node that cannot fetch: a blob is taken only if already here."""
+        if not await trio.to_thread.run_sync(self.blobs.has, blob_id):
+            raise BlobNotFound(
+                f"blob {blob_id} is not here, and this queue node cannot fetch blobs from hosts"
+            )
 
     # -- tasks on offer -----------------------------------------------------------------------
 
@@ -420,17 +554,47 @@ class QueueService:
         An image-list output holds every picture the host returned for it, in order: the
         first under the output's name, the next as `images[1]`, `images[2]`, …
         """
+        job, ids = self._results_of(job_id)
+        data = await trio.to_thread.run_sync(lambda: [self.blobs.get(i) for i in ids])
+        return self._delivered_as(job, data)
+
+    async def result_for_relay(self, job_id: str) -> list[tuple[str, OutputData]]:
+        """A done job's outputs as a `done` to another node carries them: inline while they
+        fit, the largest as references to blobs held here (the other node fetches them from
+        this one). Marks the job delivered, like `result`."""
+        job, ids = self._results_of(job_id)
+
+        def read() -> list[OutputData]:
+            sizes = [self.blobs.size(blob_id) for blob_id in ids]
+            as_blobs = blob_indices(sizes)
+            return [
+                BlobRef(blob_id, size) if index in as_blobs else self.blobs.get(blob_id)
+                for index, (blob_id, size) in enumerate(zip(ids, sizes, strict=True))
+            ]
+
+        data = await trio.to_thread.run_sync(read)
+        return self._delivered_as(job, data)
+
+    def _results_of(self, job_id: str) -> tuple[Job, list[BlobId]]:
         job = self.scheduler.job(job_id)
         if job.state.value != "done":
             raise JobError(f"job {job_id} is {job.state.value}, not done; watch it until it ends")
-        ids = [BlobId.parse(text) for text in job.results]
-        data = await trio.to_thread.run_sync(lambda: [self.blobs.get(i) for i in ids])
+        return job, [BlobId.parse(text) for text in job.results]
+
+    def _delivered_as(self, job: Job, data: list[Any]) -> list[tuple[str, Any]]:
         # Retention starts at delivery; recording that can ride along with the next write.
-        self._delivered.setdefault(job_id, self._wall())
+        self._delivered.setdefault(job.job_id, self._wall())
         self._journal_wake.set()
-        return list(
-            zip(output_names(self.offered_tasks().get(job.spec.task), len(data)), data, strict=True)
-        )
+        names = output_names(self._schema_of(job), len(data))
+        return list(zip(names, data, strict=True))
+
+    def _schema_of(self, job: Job) -> TaskSchema | None:
+        """The task's schema as the host that ran the job declared it (a federated host's
+        task is not on offer here), else as some attached host offers it."""
+        attempt = job.current_attempt
+        entry = self._hosts.get(attempt.host) if attempt is not None else None
+        schema = entry.schemas.get(job.spec.task) if entry is not None else None
+        return schema or self.offered_tasks().get(job.spec.task)
 
     # -- carrying out the scheduler's actions -------------------------------------------------
 
@@ -460,6 +624,9 @@ class QueueService:
             log.info("could not push a job", extra={"job": job.job_id, "host": dispatch.host.short})
 
     def _changed(self, job: Job) -> None:
+        collecting = self._collecting.get(job.job_id)
+        if collecting is not None and not _is_in_flight(job, collecting.host, collecting.attempt):
+            collecting.scope.cancel()  # its result is no longer wanted
         self._updates[job.job_id] = job
         self._journal_wake.set()
         if job.state.is_final:
