@@ -65,6 +65,11 @@ class RegistryRoutes:
                 methods=["POST"],
             ),
             Route("/api/v1/registry/concepts/{concept}/merge", self.merge_now, methods=["POST"]),
+            Route(
+                "/api/v1/registry/members/{peer_id}",
+                self.change_member,
+                methods=["POST", "DELETE"],
+            ),
         ]
 
     async def overview(self, request: Request) -> JSONResponse:
