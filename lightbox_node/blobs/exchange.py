@@ -13,7 +13,9 @@ fetch that ran out of holders stays in the store's staging folder, and the next 
 the same blob resumes from it; a fetch waits `stall_timeout_s` for a holder's link to come
 back before it gives up. Fetches and served transfers are bounded (`ExchangeLimits`).
 
-Blocking work (disk, hashing) runs in worker threads; the protocol itself is `protocol`.
+Blocking work runs in worker threads: each batch of arriving chunks is hashed in one, and a
+writer task stages verified chunks through another, so asking for more chunks never waits on
+the disk. The protocol itself is `protocol`.
 """
 
 from __future__ import annotations
@@ -127,6 +129,8 @@ class _Run:
     partial: PartialBlob
     inbox: trio.MemorySendChannel[tuple[Any, ...]]
     events: trio.MemoryReceiveChannel[tuple[Any, ...]]
+    staging: trio.MemorySendChannel[Action]
+    """To the writer task: Append, Truncate, Discard and Commit, in order."""
     wanted: set[PeerId]
     came_back: set[PeerId] = field(default_factory=set)
     finished: bool = False
@@ -438,6 +442,11 @@ class BlobExchange:
                     return blob_id
                 async with self._fetching:
                     chosen = list(peers) if peers is not None else await self.find_holders(blob_id)
+                    if not chosen:
+                        raise BlobUnavailable(
+                            f"blob {blob_id} could not be fetched: no linked peer announces it "
+                            "or says it has it; link to a peer that holds it and try again"
+                        )
                     await self._fetch(blob_id, chosen, max_bytes)
                     return blob_id
         finally:
@@ -464,28 +473,19 @@ class BlobExchange:
             params=params,
         )
         inbox, events = trio.open_memory_channel[tuple[Any, ...]](math.inf)
-        run = _Run(core, partial, inbox, events, set(holders))
+        staging, staged = trio.open_memory_channel[Action](params.window)
+        run = _Run(core, partial, inbox, events, staging, set(holders))
         self._runs[blob_id] = run
-        resumed = partial.size
+        failure: BlobUnavailable | None = None
         try:
-            linked = set(self.swarm.linked_peers)
-            unlinked = [peer for peer in holders if peer not in linked]
-            core.reasons += [f"{peer.short}: not linked" for peer in unlinked]
-            actions = core.add_holders([p for p in holders if p in linked], trio.current_time())
-            while True:
-                await self._carry_out(run, actions)
-                if core.done:
-                    fetched = partial.size
-                    self.fetched_bytes += sum(core.received_from().values())
-                    log.debug(
-                        "blob fetched",
-                        extra={"blob": str(blob_id), "bytes": fetched, "resumed_at": resumed},
-                    )
-                    return
-                if core.stalled:
-                    actions = await self._wait_for_holders(run)
-                else:
-                    actions = await self._next_actions(run)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._stage, run, staged)
+                try:
+                    await self._drive(run, holders)
+                except BlobUnavailable as exc:
+                    failure = exc  # after the writer has staged what was verified
+                finally:
+                    staging.close()
         finally:
             del self._runs[blob_id]
             for request, pending in list(self._pending.items()):
@@ -497,6 +497,25 @@ class BlobExchange:
                 keep = run.partial.close if run.partial.size else run.partial.discard
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(keep)
+        if failure is not None:
+            raise failure
+        self.fetched_bytes += sum(core.received_from().values())
+        log.debug("blob fetched", extra={"blob": str(blob_id), "bytes": core.staged_bytes})
+
+    async def _drive(self, run: _Run, holders: list[PeerId]) -> None:
+        """Feed the core with replies and carry out its actions until the blob is in."""
+        core = run.core
+        linked = set(self.swarm.linked_peers)
+        core.reasons += [f"{peer.short}: not linked" for peer in holders if peer not in linked]
+        actions = core.add_holders([p for p in holders if p in linked], trio.current_time())
+        while True:
+            await self._carry_out(run, actions)
+            if core.done:
+                return
+            if core.stalled:
+                actions = await self._wait_for_holders(run)
+            else:
+                actions = await self._next_actions(run)
 
     async def _next_actions(self, run: _Run) -> list[Action]:
         """Wait for replies (or the core's next deadline) and feed them to the core."""
@@ -533,6 +552,8 @@ class BlobExchange:
                 actions += core.peer_gone(peer, now)
             elif kind == "up" and self._wanted(run, peer):
                 actions += core.add_holders([peer], now)
+            elif kind == "committed":
+                actions += core.committed() if event[2] else core.hash_mismatch(now)
         deadline = core.next_deadline()
         if deadline is not None and deadline <= now:
             actions += core.tick(now)
@@ -573,36 +594,56 @@ class BlobExchange:
         )
 
     async def _carry_out(self, run: _Run, actions: list[Action]) -> None:
-        todo = collections.deque(actions)
-        while todo:
-            action = todo.popleft()
+        """Send requests and scores at once; staging goes to the writer task, in order, so
+        hashing and asking for more chunks never wait on the disk."""
+        for action in actions:
             if isinstance(action, AskChunk):
                 self._ask(run, action.peer, "chunk", action.index, action.offset, action.length)
             elif isinstance(action, AskDigests):
                 self._ask(run, action.peer, "digests", action.first, 0, action.count)
-            elif isinstance(action, Append):
-                chunks = list(action.chunks)
-                while todo and isinstance(todo[0], Append):
-                    chunks += todo.popleft().chunks  # type: ignore[union-attr]
-                await trio.to_thread.run_sync(run.partial.append, chunks)
             elif isinstance(action, Blame):
                 self._invalid(action.peer, f"blob {run.core.blob_id}: {action.why}")
-            elif isinstance(action, Truncate):
-                await trio.to_thread.run_sync(run.partial.truncate, action.size)
-            elif isinstance(action, Discard):
-                await trio.to_thread.run_sync(run.partial.discard)
-                run.partial = await trio.to_thread.run_sync(
-                    self.store.open_partial, run.core.blob_id, run.core.params.chunk_size
-                )
-            elif isinstance(action, Commit):
-                digests = action.digests
-                try:
-                    await trio.to_thread.run_sync(run.partial.commit, digests)
-                except BlobCorrupt:
-                    todo.extend(run.core.hash_mismatch(trio.current_time()))
-                else:
-                    run.finished = True
-                    todo.extend(run.core.committed())
+            else:
+                await run.staging.send(action)
+
+    async def _stage(self, run: _Run, staged: trio.MemoryReceiveChannel[Action]) -> None:
+        """The writer: appends (batched), cuts and commits in the core's order."""
+        async with staged:
+            async for first in staged:
+                batch = [first]
+                while True:
+                    try:
+                        batch.append(staged.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                chunks: list[bytes] = []
+                for action in batch:
+                    if isinstance(action, Append):
+                        chunks += action.chunks
+                        continue
+                    if chunks:
+                        await trio.to_thread.run_sync(run.partial.append, chunks)
+                        chunks = []
+                    await self._stage_one(run, action)
+                if chunks:
+                    await trio.to_thread.run_sync(run.partial.append, chunks)
+
+    async def _stage_one(self, run: _Run, action: Action) -> None:
+        if isinstance(action, Truncate):
+            await trio.to_thread.run_sync(run.partial.truncate, action.size)
+        elif isinstance(action, Discard):
+            await trio.to_thread.run_sync(run.partial.discard)
+            run.partial = await trio.to_thread.run_sync(
+                self.store.open_partial, run.core.blob_id, run.core.params.chunk_size
+            )
+        elif isinstance(action, Commit):
+            try:
+                await trio.to_thread.run_sync(run.partial.commit, action.digests)
+            except BlobCorrupt:
+                self._post(run.inbox, ("committed", None, False))
+            else:
+                run.finished = True
+                self._post(run.inbox, ("committed", None, True))
 
     def _ask(self, run: _Run, peer: PeerId, kind: str, position: int, offset: int, n: int) -> None:
         request = self._new_request(peer, kind, position, offset, run.inbox)

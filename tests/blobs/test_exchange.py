@@ -80,6 +80,7 @@ async def test_a_blob_is_fetched_from_all_announced_holders_in_parallel(tmp_path
         wanter = await start(nursery, tmp_path, "wanter")
         for holder in holders:
             blob_id = holder.store.put(data)
+            holder.store.chunk_digests(blob_id, CHUNK)  # all answer at once: all are used
             holder.exchange.announce(blob_id)
             link(holder, wanter)
         await eventually(lambda: len(wanter.exchange.holders(blob_id)) == 3)
@@ -361,3 +362,14 @@ async def test_requests_are_served_only_once_the_exchange_runs(tmp_path: Path) -
 
 def _staged(node: Node) -> int:
     return sum(t.staged_bytes for t in node.exchange.transfers())
+
+
+async def test_a_blob_nobody_linked_has_fails_at_once_saying_what_to_do(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        other = await start(nursery, tmp_path, "other")
+        wanter = await start(nursery, tmp_path, "wanter")
+        link(other, wanter)
+        await linked(wanter, other)
+        with trio.fail_after(3), pytest.raises(BlobUnavailable, match="link to a peer"):
+            await wanter.exchange.fetch(BlobId.of_bytes(b"nowhere"))
+        nursery.cancel_scope.cancel()
