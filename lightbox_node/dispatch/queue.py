@@ -358,8 +358,11 @@ class QueueService:
             job = self.scheduler.job(done.job_id)
         except UnknownJob:
             return
-        if not _is_in_flight(job, host, done.attempt) or done.job_id in self._collecting:
+        if not _is_in_flight(job, host, done.attempt):
             return
+        earlier = self._collecting.get(done.job_id)
+        if earlier is not None and (earlier.host, earlier.attempt) == (host, done.attempt):
+            return  # a repeated done: its result is already on the way
         collecting = _Collecting(host, done.attempt, trio.CancelScope())
         self._collecting[done.job_id] = collecting
         assert self._task_nursery is not None, "the queue service is not running"
@@ -416,7 +419,7 @@ class QueueService:
                 return f"could not fetch result blob {blob_id}: {type(exc).__name__}: {exc}"
         try:
             return await trio.to_thread.run_sync(self._store_outputs, done.outputs)
-        except StoreError as exc:
+        except (StoreError, OSError) as exc:
             log.error("cannot store a result", extra={"job": done.job_id, "error": str(exc)})
             return f"the queue node could not store the result: {exc}"
 
