@@ -291,14 +291,19 @@ class BlobExchange:
             and message.first == pending.position
         ):
             self._reply(message.request, ("digests", peer, message))
-        elif isinstance(message, Chunk) and pending.kind == "chunk":
-            if message.offset != pending.offset:
-                del self._pending[message.request]
-                self._post(pending.sink, ("refused", peer, pending.position, "wrong offset", True))
-                return self._invalid(peer, "a chunk from another offset than asked")
+        elif (
+            isinstance(message, Chunk)
+            and pending.kind == "chunk"
+            and message.offset == pending.offset
+        ):
             self._reply(message.request, ("chunk", peer, pending.position, message.data))
-        else:
-            self._invalid(peer, f"a {type(message).__name__} reply to a {pending.kind} request")
+        else:  # scored here; the fetch just stops asking this peer
+            self._invalid(peer, f"a {type(message).__name__} that does not answer its request")
+            if pending.kind == "have":
+                self._reply(message.request, ("has", peer, False))
+            else:
+                index = pending.position if pending.kind == "chunk" else None
+                self._reply(message.request, ("refused", peer, index, "answered amiss", False))
 
     def _invalid(self, peer: PeerId, why: str) -> None:
         self.swarm.scores.observe(PeerEvent(peer, "invalid_message", why), trio.current_time())

@@ -49,6 +49,9 @@ class TransferParams:
     max_holders: int = 4
     """Holders asked for digest lists and chunks at once; the others are spares."""
     chunk_timeout_s: float = 10.0
+    """A holder with chunks outstanding that delivers none for this long is dropped. It is
+    measured from its last delivery, not per request: on a slow link the last of
+    `per_holder` queued chunks may take many times a single chunk's time."""
     digests_timeout_s: float = 120.0
     """A holder computes a blob's digest list once, reading it whole: minutes for huge
     weights that nobody asked for before (announcing a blob computes it ahead)."""
@@ -142,6 +145,8 @@ class _Holder:
     total: int | None = None
     pages: bytearray = field(default_factory=bytearray)
     listing_deadline: float = 0.0
+    chunk_deadline: float = 0.0
+    """While it has chunks outstanding: when it must have delivered one more."""
     listing_first: int = -1
     in_flight: set[int] = field(default_factory=set)
     paused_until: float = 0.0
@@ -180,7 +185,7 @@ class Transfer:
         self._next = 0
         self._retry: list[int] = []
         self._buffer: dict[int, bytes] = {}
-        self._in_flight: dict[int, tuple[PeerId, float]] = {}
+        self._in_flight: dict[int, PeerId] = {}
         self._committing = False
         self.done = False
         self.failure: str | None = None
@@ -223,8 +228,10 @@ class Transfer:
 
     def next_deadline(self) -> float | None:
         """When `tick` has something to do (a request times out, a pause ends)."""
-        times = [deadline for _, deadline in self._in_flight.values()]
+        times = []
         for holder in self._holders.values():
+            if holder.in_flight:
+                times.append(holder.chunk_deadline)
             if holder.state is HolderState.LISTING:
                 times.append(holder.listing_deadline)
             elif holder.paused_until and holder.state is not HolderState.OUT:
@@ -282,12 +289,12 @@ class Transfer:
         self, peer: PeerId, index: int, data: bytes, digest: bytes, now: float
     ) -> list[Action]:
         """Chunk `index` from `peer`, with the SHA-256 of `data` (hashed off the event loop)."""
-        owner = self._in_flight.get(index)
         holder = self._holders.get(peer)
-        if owner is None or owner[0] != peer or holder is None or self._active is None:
+        if self._in_flight.get(index) != peer or holder is None or self._active is None:
             return []  # a late answer after the chunk was given to another holder
         del self._in_flight[index]
         holder.in_flight.discard(index)
+        holder.chunk_deadline = now + self.params.chunk_timeout_s
         total, digests = self._active
         expected = _chunk_length(index, total, self.params.chunk_size)
         if len(data) != expected:
@@ -322,8 +329,7 @@ class Transfer:
         if holder is None:
             return []
         if index is not None:
-            owner = self._in_flight.get(index)
-            if owner is None or owner[0] != peer:
+            if self._in_flight.get(index) != peer:
                 return []
             del self._in_flight[index]
             holder.in_flight.discard(index)
@@ -351,9 +357,8 @@ class Transfer:
     def tick(self, now: float) -> list[Action]:
         """Time out slow requests and end pauses."""
         actions: list[Action] = []
-        for peer, deadline in list(self._in_flight.values()):
-            holder = self._holders[peer]
-            if deadline <= now and holder.state is not HolderState.OUT:
+        for holder in self._holders.values():
+            if holder.in_flight and holder.chunk_deadline <= now:
                 why = f"no chunk within {self.params.chunk_timeout_s:g} s"
                 actions += self._drop(holder, why, may_return=True)
         for holder in self._holders.values():
@@ -437,13 +442,10 @@ class Transfer:
         if usable:
             best = max(usable, key=lambda key: len(usable[key]))
             return self._activate(best, now)
-        if self._rejected and not any(
-            h.state in (HolderState.LISTING, HolderState.SPARE) for h in self._holders.values()
-        ):
-            # Built on a proven lie and nobody left to ask: nothing staged is worth keeping.
-            self._staged, self._staged_bytes = [], 0
-            return [Discard(), *self._pump(now)]
-        return self._pump(now)
+        # Checked against a proven lie and no other list to tell good chunks from bad:
+        # nothing staged is kept, whoever is asked next.
+        self._staged, self._staged_bytes = [], 0
+        return [Discard(), *self._pump(now)]
 
     def _pump(self, now: float) -> list[Action]:
         """Ask for digest lists and chunks until the limits are reached; commit when complete."""
@@ -484,8 +486,10 @@ class Transfer:
             if index is None:
                 break
             holder = min(ready, key=lambda h: len(h.in_flight))
+            if not holder.in_flight:
+                holder.chunk_deadline = now + self.params.chunk_timeout_s
             holder.in_flight.add(index)
-            self._in_flight[index] = (holder.peer, now + self.params.chunk_timeout_s)
+            self._in_flight[index] = holder.peer
             offset = index * self.params.chunk_size
             length = _chunk_length(index, total, self.params.chunk_size)
             actions.append(AskChunk(holder.peer, index, offset, length))
@@ -542,7 +546,7 @@ class Transfer:
         holder.may_return = may_return
         self.reasons.append(f"{holder.peer.short}: {why}")
         for index in holder.in_flight:
-            if self._in_flight.get(index, (None,))[0] == holder.peer:
+            if self._in_flight.get(index) == holder.peer:
                 del self._in_flight[index]
                 self._retry.append(index)
         holder.in_flight.clear()

@@ -373,3 +373,29 @@ async def test_a_blob_nobody_linked_has_fails_at_once_saying_what_to_do(tmp_path
         with trio.fail_after(3), pytest.raises(BlobUnavailable, match="link to a peer"):
             await wanter.exchange.fetch(BlobId.of_bytes(b"nowhere"))
         nursery.cancel_scope.cancel()
+
+
+async def test_a_holder_answering_amiss_is_scored_and_dropped_at_once(tmp_path: Path) -> None:
+    class Amiss(BlobExchange):
+        async def _answer(self, request: Any) -> list[Any]:
+            reply = await super()._answer(request)
+            if reply[0] == "chunk":
+                reply[2] += 1  # data from another offset than asked
+            return reply
+
+    data = os.urandom(4 * CHUNK)
+    async with trio.open_nursery() as nursery:
+        amiss = await start(nursery, tmp_path, "amiss", Amiss)
+        honest = await start(nursery, tmp_path, "honest")
+        wanter = await start(nursery, tmp_path, "wanter")
+        blob_id = amiss.store.put(data)
+        amiss.store.chunk_digests(blob_id, CHUNK)
+        honest.store.put(data)
+        link(amiss, wanter)
+        link(honest, wanter)
+        await linked(wanter, amiss, honest)
+        with trio.fail_after(3):  # not after a chunk timeout
+            await wanter.exchange.fetch(blob_id, [amiss.peer_id, honest.peer_id])
+        assert wanter.store.get(blob_id) == data
+        assert wanter.score_of(amiss) < 0
+        nursery.cancel_scope.cancel()
