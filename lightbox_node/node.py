@@ -10,7 +10,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
@@ -216,26 +216,35 @@ async def _start_merger(
         return None
     store = exchange.store
 
-    async def fetch_bytes(blob_id: BlobId, peers: list[PeerId]) -> bytes:
-        await exchange.fetch(blob_id, peers)
-        return await trio.to_thread.run_sync(store.get, blob_id)
-
     async def has_blob(blob_id: BlobId) -> bool:
         return await trio.to_thread.run_sync(store.has, blob_id)
 
     async def store_blob(data: bytes) -> str:
-        return str(await trio.to_thread.run_sync(store.put, data))
+        blob_id = await trio.to_thread.run_sync(store.put, data)
+        exchange.announce(blob_id)  # hosts find the new model in gossip
+        return str(blob_id)
 
     merger = Merger(
         registry,
         lambda files, weights, parent: merge_adapter_files(files, weights, parent=parent),
-        fetch_bytes,
+        _blob_bytes(exchange),
         has_blob,
         store_blob,
         merge_every=config.merge_every,
     )
     await nursery.start(merger.run)
     return merger
+
+
+def _blob_bytes(exchange: BlobExchange) -> Callable[[BlobId, list[PeerId]], Awaitable[bytes]]:
+    """A blob's bytes, fetched first from `peers`, then from holders known from gossip."""
+
+    async def blob_bytes(blob_id: BlobId, peers: list[PeerId]) -> bytes:
+        more = [peer for peer in exchange.holders(blob_id) if peer not in peers]
+        await exchange.fetch(blob_id, [*peers, *more])
+        return await trio.to_thread.run_sync(exchange.store.get, blob_id)
+
+    return blob_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,9 +273,12 @@ async def _start_dispatch(
             database,
             blobs,
             retention_s=config.job_retention_s,
+            fetch_blob=lambda blob_id, peers, size: exchange.fetch(blob_id, peers, max_bytes=size),
         )
         await nursery.start(queue.run)
-        submitter = AdapterSubmitter(registry.write)
+        submitter = AdapterSubmitter(
+            registry.write, on_submitted=lambda blob: exchange.announce(BlobId.parse(blob))
+        )
         queue.on_finished = submitter.job_finished
         await nursery.start(submitter.run)
     if "gpu" in config.roles:
@@ -279,17 +291,14 @@ async def _start_dispatch(
             await exchange.fetch(blob_id, host.queues if host is not None else ())
             return await trio.to_thread.run_sync(blobs.get, blob_id)
 
-        async def blob_bytes(blob_id: BlobId, peers: list[PeerId]) -> bytes:
-            await exchange.fetch(blob_id, peers)
-            return await trio.to_thread.run_sync(blobs.get, blob_id)
-
         host = GpuHost(
             runners,
             slots=config.gpu_slots,
             on_change=swarm.capabilities_changed,
             images=image_bytes,
+            store_blob=lambda data: trio.to_thread.run_sync(blobs.put, data),
             concepts=ConceptResolver(
-                registry.read, blob_bytes, members=lambda: registry.status().members
+                registry.read, _blob_bytes(exchange), members=lambda: registry.status().members
             ),
         )
         await nursery.start(host.run)
