@@ -10,6 +10,9 @@ load hits all alike; medians are printed, with the ratio to the copy.
 
 Rows: one holder in another process; two holders in other processes (chunks spread over
 both); one holder in this same process (both ends share one core, as in bench/links.py).
+Beside wall-clock MB/s it prints the CPU seconds each end spends per GB (this process with
+its worker threads; the holder processes from /proc), which a loaded machine does not
+distort: 1 / max(both) is the rate each end could reach with a core of its own.
 
 `--ws-receive-buffer BYTES` is a what-if: it makes trio-websocket read the socket in pieces
 of that size instead of its 4 KiB default (net/link.py does not pass `receive_buffer_size`),
@@ -24,6 +27,7 @@ import argparse
 import functools
 import os
 import platform
+import resource
 import shutil
 import statistics
 import sys
@@ -46,6 +50,7 @@ from tests.blobs.blob_peer import NETWORK
 from tests.blobs.test_processes import PeerProcess, share
 
 TARGET_MB_S = 200.0
+COPY = "plain file copy + fsync"
 
 
 def make_blob(root: Path, size: int) -> BlobId:
@@ -68,6 +73,16 @@ def copy_with_fsync(source: Path, target: Path) -> None:
         os.close(fd)
 
 
+def own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def widen_websocket_reads(size: int) -> None:
     """The what-if: trio-websocket reads `size` bytes per receive instead of 4 KiB."""
     original = trio_websocket_impl.WebSocketConnection.__init__
@@ -80,7 +95,11 @@ def widen_websocket_reads(size: int) -> None:
     trio_websocket_impl.WebSocketConnection.__init__ = init  # type: ignore[method-assign]
 
 
-async def measure(size_mib: int, rounds: int, root: Path) -> dict[str, list[float]]:
+Results = dict[str, list[tuple[float, float, float]]]
+"""Per way, per round: (bytes per second, CPU s here, CPU s in the holder processes)."""
+
+
+async def measure(size_mib: int, rounds: int, root: Path) -> Results:
     size = size_mib << 20
     print(f"making a {size_mib} MiB blob ...", file=sys.stderr)
     blob_id = await trio.to_thread.run_sync(make_blob, root / "far0", size)
@@ -100,7 +119,7 @@ async def measure(size_mib: int, rounds: int, root: Path) -> dict[str, list[floa
     near_swarm = Swarm(near_identity, network=NETWORK, roles=("queue",), version="bench")
     near = BlobExchange(near_swarm, BlobStore(root / "near"))
     near_swarm.register(PROTOCOL, near)
-    results: dict[str, list[float]] = {}
+    results: Results = {}
     try:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(
@@ -133,19 +152,26 @@ async def measure(size_mib: int, rounds: int, root: Path) -> dict[str, list[floa
 
             store_path = BlobStore(root / "far0").path_of(blob_id)
             ways: dict[str, Callable[[], Awaitable[None]]] = {
-                "plain file copy + fsync": plain_copy,
+                COPY: plain_copy,
                 "fetch, 1 holder, other process": fetch_from([far[0].peer_id]),
                 "fetch, 2 holders, other processes": fetch_from([p.peer_id for p in far]),
                 "fetch, 1 holder, same process": fetch_from([near_identity.peer_id]),
             }
+
+            def holders_cpu_s() -> float:
+                return sum(process_cpu_s(p.proc.pid) for p in far)
+
             for way in ways.values():  # warm up: digest lists, page cache, code paths
                 await way()
             for round_number in range(rounds):
                 print(f"round {round_number + 1} of {rounds} ...", file=sys.stderr)
                 for name, way in ways.items():
+                    here, there = own_cpu_s(), holders_cpu_s()
                     started = time.perf_counter()
                     await way()
-                    results.setdefault(name, []).append(size / (time.perf_counter() - started))
+                    rate = size / (time.perf_counter() - started)
+                    here, there = own_cpu_s() - here, holders_cpu_s() - there
+                    results.setdefault(name, []).append((rate, here, there))
             nursery.cancel_scope.cancel()
     finally:
         for process in far:
@@ -172,17 +198,31 @@ def main() -> None:
         f"python {platform.python_version()}, trio {trio.__version__}, {platform.machine()}, "
         f"{os.cpu_count()} CPUs, chunk {CHUNK >> 10} KiB, websocket reads {reads}"
     )
-    copy = statistics.median(results["plain file copy + fsync"])
-    print(f"{'way':<36}{'MB/s':>9}{'min':>9}{'max':>9}{'vs copy':>9}")
-    for name, rates in results.items():
+    gigabytes = (args.size_mib << 20) / 1e9
+    copy = statistics.median(rate for rate, _, _ in results[COPY])
+    print(
+        f"{'way':<36}{'MB/s':>8}{'min':>8}{'max':>8}{'vs copy':>9}"
+        f"{'cpu s/GB here':>15}{'holders':>9}{'1 core each':>13}"
+    )
+    for name, samples in results.items():
+        rates = [rate for rate, _, _ in samples]
         median = statistics.median(rates)
+        here = statistics.median(cpu for _, cpu, _ in samples) / gigabytes
+        there = statistics.median(cpu for _, _, cpu in samples) / gigabytes
+        capacity = f"{1e3 / max(here, there):.0f}" if name != COPY and here > 0 else "-"
         print(
-            f"{name:<36}{median / 1e6:>9.1f}{min(rates) / 1e6:>9.1f}{max(rates) / 1e6:>9.1f}"
-            f"{median / copy:>9.3f}"
+            f"{name:<36}{median / 1e6:>8.1f}{min(rates) / 1e6:>8.1f}{max(rates) / 1e6:>8.1f}"
+            f"{median / copy:>9.3f}{here:>15.2f}{there:>9.2f}{capacity:>13}"
         )
-    best = max(statistics.median(r) for n, r in results.items() if n.startswith("fetch"))
+    best = max(
+        statistics.median(rate for rate, _, _ in samples)
+        for name, samples in results.items()
+        if name != COPY
+    )
     verdict = "met" if best / 1e6 >= TARGET_MB_S else "NOT met"
     print(f"target: a fetch at >= {TARGET_MB_S:.0f} MB/s: {verdict} (best {best / 1e6:.1f} MB/s)")
+    load = os.getloadavg()
+    print(f"load average during the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
 
 if __name__ == "__main__":
