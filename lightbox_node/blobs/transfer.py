@@ -161,7 +161,7 @@ _ListKey = tuple[int, bytes]
 
 
 class Transfer:
-    """The state of fetching one blob; `done` once committed, `failure` when it cannot go on."""
+    """The state of fetching one blob: `done` once committed, `stalled` when out of holders."""
 
     def __init__(
         self,
@@ -188,7 +188,6 @@ class Transfer:
         self._in_flight: dict[int, PeerId] = {}
         self._committing = False
         self.done = False
-        self.failure: str | None = None
         self.reasons: list[str] = []
         """Why holders dropped out, for the error a person reads if the fetch fails."""
 
@@ -206,7 +205,7 @@ class Transfer:
     @property
     def stalled(self) -> bool:
         """Nobody left to ask and nothing outstanding: more holders are needed."""
-        if self.done or self.failure is not None or self._committing:
+        if self.done or self._committing:
             return False
         return not any(
             h.state in (HolderState.LISTING, HolderState.READY, HolderState.SPARE)
@@ -449,7 +448,7 @@ class Transfer:
 
     def _pump(self, now: float) -> list[Action]:
         """Ask for digest lists and chunks until the limits are reached; commit when complete."""
-        if self.done or self.failure is not None or self._committing:
+        if self.done or self._committing:
             return []
         actions: list[Action] = []
         listing = sum(h.state is HolderState.LISTING for h in self._holders.values())
