@@ -14,9 +14,9 @@ Beside wall-clock MB/s it prints the CPU seconds each end spends per GB (this pr
 its worker threads; the holder processes from /proc), which a loaded machine does not
 distort: 1 / max(both) is the rate each end could reach with a core of its own.
 
-`--ws-receive-buffer BYTES` is a what-if: it makes trio-websocket read the socket in pieces
-of that size instead of its 4 KiB default (net/link.py does not pass `receive_buffer_size`),
-to show what that one setting is worth. It changes only this process, the receiving end.
+Links read the socket `LinkLimits.read_size` bytes at a time (trio-websocket's own default
+of 4 KiB halved the throughput); `--ws-receive-buffer BYTES` overrides it in this process,
+the receiving end, to show what that setting is worth.
 
 Run: .venv/bin/python bench/blobs.py [--size-mib 200] [--rounds 3] [--ws-receive-buffer N]
 """
@@ -44,6 +44,7 @@ from lightbox_node.blobs import CHUNK, PROTOCOL, BlobExchange
 from lightbox_node.identity import Identity, PeerId
 from lightbox_node.net import PeerLink, dial, serve_links
 from lightbox_node.net.discovery import PeerHint, link_url
+from lightbox_node.net.link import DEFAULT_LINK_LIMITS
 from lightbox_node.store import BlobId, BlobStore
 from lightbox_node.swarm import Swarm
 from tests.blobs.blob_peer import NETWORK
@@ -84,7 +85,7 @@ def process_cpu_s(pid: int) -> float:
 
 
 def widen_websocket_reads(size: int) -> None:
-    """The what-if: trio-websocket reads `size` bytes per receive instead of 4 KiB."""
+    """The what-if: trio-websocket reads `size` bytes per receive instead of the link's."""
     original = trio_websocket_impl.WebSocketConnection.__init__
 
     @functools.wraps(original)
@@ -189,7 +190,11 @@ def main() -> None:
         widen_websocket_reads(args.ws_receive_buffer)
     with tempfile.TemporaryDirectory(prefix="lightbox-bench-blobs-") as tmp:
         results = trio.run(measure, args.size_mib, args.rounds, Path(tmp))
-    reads = f"{args.ws_receive_buffer} B" if args.ws_receive_buffer else "4 KiB (default)"
+    reads = (
+        f"{args.ws_receive_buffer} B (what-if)"
+        if args.ws_receive_buffer
+        else f"{DEFAULT_LINK_LIMITS.read_size >> 10} KiB (the links' setting)"
+    )
     print(
         f"blob transfer vs plain file copy, {args.size_mib} MiB, loopback; "
         f"median of {args.rounds} rounds"
