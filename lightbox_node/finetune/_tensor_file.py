@@ -5,8 +5,8 @@ tensor's dtype, shape and byte range (plus a `__metadata__` map of text), then t
 Reading it here, in Python, rather than through the safetensors library means every check
 runs before anything is allocated, and no malformed file can reach native code: the header
 is bounded, its JSON must be plain (no duplicate keys, no NaN), every byte range must tile
-the data exactly, and every value must be finite. Writing uses the library, so what we
-write is standard safetensors that any tool reads.
+the data exactly, and every value must be finite. Writing is canonical (one content, one
+byte string, so one blob id) and standard: the safetensors library reads what is written.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import json
 import math
 import re
 import struct
-import sys
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 from lightbox_node.errors import LightboxError
@@ -34,6 +34,13 @@ DTYPES: Mapping[str, torch.dtype] = {
     "BF16": torch.bfloat16,
 }
 """Floating dtypes accepted on reading; every tensor is handed out as float32."""
+
+_LITTLE = {
+    torch.float32: np.dtype("<f4"),
+    torch.float16: np.dtype("<f2"),
+    torch.bfloat16: np.dtype("<i2"),  # raw bits, viewed as bfloat16 once in native order
+}
+"""How each dtype's values lie in a safetensors file: little-endian, whatever this machine is."""
 
 TENSOR_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.]{0,255}")
 _HEADER_LENGTH = struct.Struct("<Q")
@@ -134,10 +141,13 @@ def read_tensor_file(
             raise _Reject("the data is not exactly the tensors the header lists")
         tensors = {}
         for name, (dtype, shape, begin, end) in entries.items():
-            raw = bytearray(data[data_start + begin : data_start + end])
-            tensor = torch.frombuffer(raw, dtype=dtype)
-            if sys.byteorder != "little":  # pragma: no cover - safetensors is little-endian
-                tensor = tensor.byteswap()
+            layout = _LITTLE[dtype]
+            count = (end - begin) // layout.itemsize
+            little = np.frombuffer(data, dtype=layout, count=count, offset=data_start + begin)
+            native = little.astype(layout.newbyteorder("="))
+            tensor = torch.from_numpy(native)
+            if dtype == torch.bfloat16:
+                tensor = tensor.view(torch.bfloat16)
             tensor = tensor.reshape(shape).to(torch.float32)
             if not bool(torch.isfinite(tensor).all()):
                 raise _Reject(f"tensor {name} holds values that are not finite")
@@ -147,12 +157,30 @@ def read_tensor_file(
     return metadata, tensors
 
 
-def write_tensor_file(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
-    """Standard safetensors bytes of `tensors` (contiguous, on the CPU) with `metadata`."""
-    from safetensors.torch import save
+_DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
-    ready = {name: t.detach().to("cpu").contiguous() for name, t in sorted(tensors.items())}
-    return save(ready, metadata=dict(metadata))
+
+def write_tensor_file(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
+    """Canonical safetensors bytes of float `tensors` with `metadata`: the same tensors and
+    metadata always give the same bytes (sorted names and keys, no whitespace but the
+    header's padding to 8 bytes), so equal content has one blob id."""
+    entries: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))}
+    chunks = []
+    offset = 0
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().to("cpu").contiguous()
+        raw = tensor.view(torch.int16) if tensor.dtype == torch.bfloat16 else tensor
+        data = raw.numpy().astype(_LITTLE[tensor.dtype]).tobytes()
+        entries[name] = {
+            "dtype": _DTYPE_NAMES[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        chunks.append(data)
+        offset += len(data)
+    header = json.dumps(entries, separators=(",", ":"), ensure_ascii=False).encode()
+    header += b" " * (-len(header) % 8)
+    return _HEADER_LENGTH.pack(len(header)) + header + b"".join(chunks)
 
 
 __all__ = ["DTYPES", "MAX_DIM", "TENSOR_NAME", "read_tensor_file", "write_tensor_file"]

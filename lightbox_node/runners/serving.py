@@ -5,7 +5,8 @@ are here, and makes one runner per task from the first servable model that offer
 models (ids starting `tiny-`) come after every other model, so real weights win as soon as
 they are configured; `prefer` names models to try first. Models are loaded lazily, on the
 first job (or `runner.load()`), into one `PipelineCache` shared by every runner, and every
-runner takes its turn on the device through one `DeviceLane`.
+runner takes its turn on the device through one `DeviceLane`. Runners that apply concepts
+(txt2img, img2img) also share one `DeltaCache` of concepts' global models.
 
 Every model that is listed but not served, and every task of a served model that another
 model serves instead or that has no runner, gets a line in the returned reasons, e.g.
@@ -21,7 +22,7 @@ import importlib
 import importlib.util
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lightbox_node.dispatch.test_tasks import TaskRunner
 from lightbox_node.runners.cache import PipelineCache
@@ -30,6 +31,9 @@ from lightbox_node.runners.source import ModelSource
 from lightbox_node.tasks import Availability, Catalog, ModelEntry, TaskSchema
 from lightbox_node.tasks.schema import MAX_HELP
 
+if TYPE_CHECKING:
+    from lightbox_node.finetune.apply import DeltaCache
+
 DEMO_PREFIX = "tiny-"
 """Model ids of random-weight demo models; a host prefers any other model for a task."""
 
@@ -37,6 +41,7 @@ RUNNERS: dict[str, dict[str, tuple[str, str]]] = {
     "stable-diffusion": {
         "txt2img": ("stable_diffusion", "TextToImage"),
         "img2img": ("stable_diffusion", "ImageToImage"),
+        "finetune": ("finetune", "FineTune"),
     },
     "stable-diffusion-inpaint": {
         "inpaint": ("inpaint", "Inpaint"),
@@ -48,10 +53,8 @@ RUNNERS: dict[str, dict[str, tuple[str, str]]] = {
 }
 """Per pipeline kind of the catalog: task → (module in this package, runner class)."""
 
-NOT_BUILT = {
-    "finetune": "fine-tuning (DreamBooth LoRA) has no runner on GPU hosts yet; it comes with "
-    "the model registry",
-}
+NOT_BUILT: dict[str, str] = {}
+"""Tasks of the catalog that have no runner yet, and why (shown in the reasons)."""
 
 _PACKAGES = {
     "stable-diffusion": ("torch", "diffusers", "transformers", "safetensors", "PIL", "numpy"),
@@ -60,6 +63,8 @@ _PACKAGES = {
     "rembg": ("rembg", "onnxruntime", "PIL", "numpy"),
     "realesrgan": ("torch", "safetensors", "PIL", "numpy"),
 }
+_TASK_PACKAGES = {"finetune": ("peft",)}
+"""Packages a task needs beyond its pipeline's."""
 _INSTALL_HINT = "install the ml extra: pip install 'lightbox-node[ml]'"
 
 
@@ -114,6 +119,7 @@ def build_runners(
     chosen = select_device(device)
     cache = cache if cache is not None else default_cache(chosen)
     lane = DeviceLane()
+    deltas: DeltaCache | None = None
     runners: dict[str, Any] = {}
     served_by: dict[str, str] = {}
     for entry in _serving_order(catalog, prefer):
@@ -141,10 +147,24 @@ def build_runners(
                 why = NOT_BUILT.get(task, "this host has no runner for it")
                 reasons.append(f"{entry.id}: {task} not served: {why}")
                 continue
+            missing = _missing(_TASK_PACKAGES.get(task, ()))
+            if missing:
+                reasons.append(
+                    f"{entry.id}: {task} not served: {', '.join(missing)} not installed; "
+                    f"{_INSTALL_HINT}"
+                )
+                continue
             module = importlib.import_module(f"lightbox_node.runners.{where[0]}")
             runner_class = getattr(module, where[1])
             schema = advertised_schema(catalog, entry, task)
-            runners[task] = runner_class(schema, source, chosen, cache, lane)
+            extra: dict[str, Any] = {}
+            if getattr(runner_class, "applies_concepts", False):
+                if deltas is None:
+                    from lightbox_node.finetune.apply import DeltaCache
+
+                    deltas = DeltaCache()
+                extra["deltas"] = deltas  # one cache of concepts' global models per host
+            runners[task] = runner_class(schema, source, chosen, cache, lane, **extra)
             served_by[task] = entry.id
     return runners, reasons
 

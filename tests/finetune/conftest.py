@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,20 @@ if _missing:
         f"the fine-tuning tests need the ml extra ({', '.join(_missing)})", allow_module_level=True
     )
 
+import torch  # noqa: E402
+
 from lightbox_node.runners import build_runners, build_tiny_models  # noqa: E402
 from lightbox_node.tasks import load_catalog  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from two threads, and on a shared two-core machine torch's
+    spinning threads make a 2 s fine-tune take a minute; results are the same either way."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -99,6 +99,19 @@ def test_a_global_model_round_trips_in_float32_and_in_half_precision() -> None:
         assert half.deltas[module].dtype == torch.float32
 
 
+def test_one_content_has_one_encoding_so_one_blob_id() -> None:
+    assert encode_adapter(parse_adapter(ADAPTER_BYTES)) == ADAPTER_BYTES
+    assert encode_global_model(parse_global_model(MODEL_BYTES)) == MODEL_BYTES
+    (length,) = struct.unpack_from("<Q", ADAPTER_BYTES)
+    assert length % 8 == 0, "the header is padded so the data is aligned"
+
+
+def test_a_global_model_in_bfloat16_reads_back() -> None:
+    parsed = parse_global_model(encode_global_model(MODEL, dtype=torch.bfloat16))
+    for module, delta in MODEL.deltas.items():
+        assert torch.equal(parsed.deltas[module], delta.to(torch.bfloat16).float())
+
+
 # -- refusals, each with its reason -----------------------------------------------------------
 
 
