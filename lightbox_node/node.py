@@ -12,6 +12,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 
@@ -20,6 +21,8 @@ from lightbox_node.accounts import AccountService
 from lightbox_node.api import NodeStatus, create_app, serve_http
 from lightbox_node.blob_exchange import PROTOCOL as BLOBS_PROTOCOL
 from lightbox_node.blob_exchange import BlobExchange
+from lightbox_node.blob_references import job_blob_ids, registry_blob_ids
+from lightbox_node.blobs import run_blob_collector
 from lightbox_node.concepts import AdapterSubmitter, ConceptResolver
 from lightbox_node.concepts.merger import Merger
 from lightbox_node.config import NodeConfig
@@ -148,6 +151,14 @@ async def run_node(
                 jobs = await _start_dispatch(
                     services, config, identity, swarm, database, registry, exchange
                 )
+                services.start_soon(
+                    partial(
+                        run_blob_collector,
+                        exchange.store,
+                        _blobs_in_use(exchange, jobs.queue, registry),
+                        wall_clock=wall_clock,
+                    )
+                )
                 editor_url = await outer.start(
                     serve_http,
                     create_app(
@@ -234,6 +245,22 @@ async def _start_merger(
     )
     await nursery.start(merger.run)
     return merger
+
+
+def _blobs_in_use(
+    exchange: BlobExchange, queue: QueueService | None, registry: RegistryService
+) -> Callable[[], Awaitable[set[BlobId]]]:
+    """What the blob collector must keep: announced blobs, jobs' blobs, registry models."""
+
+    async def in_use() -> set[BlobId]:
+        ids = set(exchange.announced())
+        if queue is not None:
+            ids |= job_blob_ids(queue.scheduler.jobs())
+        if registry.node is not None:
+            ids |= await registry_blob_ids(registry.read)
+        return ids
+
+    return in_use
 
 
 def _blob_bytes(exchange: BlobExchange) -> Callable[[BlobId, list[PeerId]], Awaitable[bytes]]:
