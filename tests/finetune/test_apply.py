@@ -12,19 +12,7 @@ from lightbox_node.finetune.adapters import InvalidGlobalModel, encode_global_mo
 from lightbox_node.finetune.apply import ConceptMismatch, DeltaCache, applied
 from lightbox_node.finetune.merge import merge_adapters
 from tests.finetune.factories import global_model, random_adapter, unet_shapes
-
-
-def snapshot(unet: Any) -> dict[str, tuple[torch.Tensor, int]]:
-    """Every parameter and buffer: a copy of its values and the address of its storage."""
-    return {name: (t.detach().clone(), t.data_ptr()) for name, t in unet.state_dict().items()}
-
-
-def assert_unchanged(unet: Any, before: dict[str, tuple[torch.Tensor, int]]) -> None:
-    after = unet.state_dict()
-    assert after.keys() == before.keys()
-    for name, (values, address) in before.items():
-        assert after[name].data_ptr() == address, f"{name} is another tensor"
-        assert torch.equal(after[name], values), f"{name} changed"
+from tests.finetune.model_state import assert_unchanged, snapshot
 
 
 def predict(unet: Any) -> torch.Tensor:

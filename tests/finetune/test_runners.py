@@ -18,7 +18,7 @@ from lightbox_node.finetune.merge import merge_adapter_files, merge_adapters
 from lightbox_node.runners import ModelSource, PipelineCache
 from lightbox_node.runners.finetune import FineTune
 from tests.finetune.factories import random_adapter, unet_shapes
-from tests.finetune.test_apply import assert_unchanged, snapshot
+from tests.finetune.model_state import assert_unchanged, snapshot
 from tests.runners.harness import Blobs, inputs_for, photo, pixels
 
 PROMPT = "a photo of a sks dog"

@@ -18,7 +18,7 @@ from lightbox_node.finetune.train import (
     prepare_images,
     train_lora,
 )
-from tests.finetune.test_apply import assert_unchanged, snapshot
+from tests.finetune.model_state import assert_unchanged, snapshot
 from tests.runners.harness import photo
 
 PHOTOS = [photo(256, 256, seed=i) for i in range(3)]
@@ -149,3 +149,12 @@ def test_training_gives_the_cached_unet_back_as_it_was_even_when_cancelled(pipe:
     assert unet.training == mode and "peft_config" not in vars(unet)
     assert not unet.is_gradient_checkpointing
     assert_unchanged(unet, before)
+
+
+def test_gradient_checkpointing_saves_memory_not_results(pipe: Any) -> None:
+    plain = train_lora(pipe, PHOTOS, settings(steps=3))
+    checkpointed = train_lora(pipe, PHOTOS, settings(steps=3, gradient_checkpointing=True))
+    assert not pipe.unet.is_gradient_checkpointing, "switched off again after training"
+    for module, factors in plain.factors.items():
+        assert torch.allclose(checkpointed.factors[module].up, factors.up, atol=1e-5)
+        assert torch.allclose(checkpointed.factors[module].down, factors.down, atol=1e-5)
