@@ -14,7 +14,7 @@ from PIL import Image
 from lightbox_node.tasks.builtin import BUILTIN_TASKS
 
 WIDGETS = {
-    "text": {"text", "textarea"},
+    "text": {"text", "textarea", "concept"},
     "integer": {"integer"},
     "number": {"number"},
     "boolean": {"checkbox"},

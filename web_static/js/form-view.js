@@ -6,7 +6,10 @@ import { RANDOM_SEED, SEED_MAX } from "./schema-form.js";
 
 let uid = 0;
 
-/** The form's fields in `container`; `hooks.imageField(field)` renders image-like inputs. */
+/**
+ * The form's fields in `container`; `hooks.imageField(field)` renders image-like inputs and
+ * `hooks.conceptField(field, {id, described})` concept inputs ({el, input, read, write}).
+ */
 export function renderForm(container, form, hooks = {}) {
   container.replaceChildren();
   const controls = new Map();
@@ -55,6 +58,13 @@ function fieldElement(f, controls, hooks) {
   const wrap = (...body) => h("div", { class: "field", dataset: { input: f.name, type: f.type, widget: f.widget } }, ...body, help, hint, error);
   const described = f.help ? `${id}-help` : undefined;
   switch (f.widget) {
+    case "concept":
+      if (hooks.conceptField) {
+        const picker = hooks.conceptField(f, { id, described });
+        controls.set(f.name, { el: picker.input, read: picker.read, write: picker.write });
+        return wrap(label, picker.el);
+      }
+    // falls through: without a picker a concept is typed like any text
     case "text": {
       const input = h("input", { id, type: "text", name: f.name, value: f.initial, placeholder: f.placeholder || "", maxLength: f.max_length ?? undefined, required: f.required, "aria-describedby": described });
       controls.set(f.name, { el: input, read: () => input.value, write: (v) => (input.value = v) });

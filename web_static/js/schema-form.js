@@ -19,12 +19,24 @@ export const WIDGETS = Object.freeze({
   image_list: "image_list",
 });
 
+/**
+ * The named forms a text input may require (its schema's `format`), as the node's
+ * TEXT_FORMATS says them: named rather than sent as patterns, so a peer's schema never makes
+ * anyone run its regular expression. A text input with a known format gets that widget.
+ */
+export const TEXT_FORMATS = Object.freeze({
+  concept: {
+    pattern: /^[a-z0-9][a-z0-9._-]{0,127}$/,
+    described: "a concept name: 1 to 128 of a-z 0-9 . _ - starting with a letter or digit",
+  },
+});
+
 const num = (v) => (Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(12))));
 
 /** One input as a form field: the schema's facts plus the widget and the initial value. */
 export function fieldOf(input, index = 0) {
-  const widget =
-    input.type === "text" && input.multiline ? "textarea" : WIDGETS[input.type] ?? "unsupported";
+  const formatted = input.type === "text" && input.format === "concept";
+  const widget = formatted ? "concept" : input.type === "text" && input.multiline ? "textarea" : WIDGETS[input.type] ?? "unsupported";
   const field = {
     name: input.name,
     type: input.type,
@@ -41,7 +53,7 @@ export function fieldOf(input, index = 0) {
   for (const key of [
     "min", "max", "step", "unit", "min_length", "max_length", "multiline", "placeholder",
     "image", "formats", "min_width", "max_width", "min_height", "max_height", "multiple_of",
-    "max_pixels", "min_count", "max_count",
+    "max_pixels", "min_count", "max_count", "format",
   ]) {
     if (input[key] !== undefined) field[key] = input[key];
   }
@@ -71,6 +83,7 @@ export function initialValue(field) {
       return field.required || !field.options?.length ? "" : String(field.options[0].value);
     case "text":
     case "textarea":
+    case "concept":
       return value === null ? "" : String(value);
     default:
       return null;
@@ -236,16 +249,20 @@ export function readInputs(form, raw, images = {}) {
     const empty = value === undefined || value === null || (typeof value === "string" && value.trim() === "");
     switch (f.widget) {
       case "text":
-      case "textarea": {
+      case "textarea":
+      case "concept": {
         const text = value ?? "";
+        const format = TEXT_FORMATS[f.format];
         if (!text) {
-          if (f.required || (f.min_length ?? 0) > 0) problem(f.name, "must not be empty");
-          else if (f.default !== null) inputs[f.name] = "";
+          // An optional input left empty is left out: the node applies its default.
+          if (f.required) problem(f.name, "must not be empty");
+          else if (f.default !== null && !((f.min_length ?? 0) > 0)) inputs[f.name] = "";
           break;
         }
         if (text.length < (f.min_length ?? 0)) problem(f.name, `must be at least ${f.min_length} characters, got ${text.length}`);
         else if (f.max_length != null && text.length > f.max_length) problem(f.name, `must be at most ${f.max_length} characters, got ${text.length}`);
-        else if (f.widget === "text" && /[\r\n]/.test(text)) problem(f.name, "must be a single line");
+        else if (f.widget !== "textarea" && /[\r\n]/.test(text)) problem(f.name, "must be a single line");
+        else if (format && !format.pattern.test(text)) problem(f.name, `must be ${format.described}`);
         else inputs[f.name] = text;
         break;
       }
@@ -297,10 +314,9 @@ export function readInputs(form, raw, images = {}) {
           break;
         }
         if (f.widget === "image_list") {
-          const count = given.length;
-          if (count < (f.min_count ?? 1)) problem(f.name, `needs at least ${f.min_count} images, got ${count}`);
-          else if (count > (f.max_count ?? Infinity)) problem(f.name, `takes at most ${f.max_count} images, got ${count}`);
-          else inputs[f.name] = given;
+          const wrong = imageListProblems(f, given);
+          for (const message of wrong) problem(f.name, message);
+          if (!wrong.length) inputs[f.name] = given.map((item) => item?.blob ?? item);
         } else {
           inputs[f.name] = given;
         }
@@ -311,6 +327,34 @@ export function readInputs(form, raw, images = {}) {
     }
   }
   return { inputs, problems };
+}
+
+/** What is wrong with a picture of `width`×`height` for an image input, in the node's words. */
+export function imageSizeProblem(f, width, height) {
+  if (!Number.isFinite(width) || !Number.isFinite(height)) return null;
+  for (const [side, value, low, high] of [["width", width, f.min_width, f.max_width], ["height", height, f.min_height, f.max_height]]) {
+    if (low != null && value < low) return `${side} must be at least ${low} px, got ${value}`;
+    if (high != null && value > high) return `${side} must be at most ${high} px, got ${value}`;
+    if (f.multiple_of > 1 && value % f.multiple_of) return `${side} must be a multiple of ${f.multiple_of}, got ${value}`;
+  }
+  if (f.max_pixels && width * height > f.max_pixels) return `is ${width}×${height} = ${width * height} pixels, over the limit of ${f.max_pixels}`;
+  return null;
+}
+
+/**
+ * What is wrong with the pictures chosen for an image-list input: their number, then each
+ * one's size. Items are Blobs or {blob, width, height, label}; sizes are checked when known.
+ */
+export function imageListProblems(f, items) {
+  const out = [];
+  const count = items.length;
+  if (count < (f.min_count ?? 1)) out.push(`needs at least ${f.min_count ?? 1} images, got ${count}`);
+  else if (count > (f.max_count ?? Infinity)) out.push(`takes at most ${f.max_count} images, got ${count}`);
+  items.forEach((item, i) => {
+    const why = imageSizeProblem(f, item?.width, item?.height);
+    if (why) out.push(`${item.label || `image ${i + 1}`}: ${why}`);
+  });
+  return out;
 }
 
 /** The input a server problem belongs to ("image.width" → "image"), or null for the form. */

@@ -1,7 +1,7 @@
 // Form generation from the node's real task schemas (the Python side serves them as a
 // fixture built from lightbox_node.tasks: every built-in task and the GPU test tasks).
 import { test, equal, assert } from "./harness.js";
-import { buildForm, readInputs, problemsByInput, taskEntries, boxLimits, fieldOf, RANDOM_SEED } from "/js/schema-form.js";
+import { buildForm, readInputs, problemsByInput, taskEntries, boxLimits, fieldOf, imageListProblems, RANDOM_SEED, TEXT_FORMATS } from "/js/schema-form.js";
 
 const listing = await (await fetch("./fixtures/tasks.json")).json();
 const schemas = Object.fromEntries([...listing.tasks, ...listing.federated_only].map((t) => [t.name, t]));
@@ -10,7 +10,7 @@ const field = (f, name) => f.fields.find((x) => x.name === name);
 
 test("forms: every input type gets its widget", () => {
   const seen = {};
-  for (const schema of Object.values(schemas)) for (const f of buildForm(schema).fields) seen[f.type] = f.widget === "textarea" ? "text" : f.widget;
+  for (const schema of Object.values(schemas)) for (const f of buildForm(schema).fields) seen[f.type] = ["textarea", "concept"].includes(f.widget) ? "text" : f.widget;
   equal(seen, { text: "text", integer: "integer", number: "number", choice: "select", seed: "seed", image: "image", mask: "mask", boolean: "checkbox", image_list: "image_list" });
   equal(fieldOf({ type: "hologram", name: "h", label: "H" }).widget, "unsupported");
 });
@@ -18,7 +18,7 @@ test("forms: every input type gets its widget", () => {
 test("forms: groups follow the schema's order, fields their `order`, advanced ones apart", () => {
   const f = form("txt2img");
   equal(f.groups.map((g) => g.name), ["prompt", "size", "sampling"]);
-  equal(f.groups[0].fields.map((x) => x.name), ["prompt", "negative_prompt"]);
+  equal(f.groups[0].fields.map((x) => x.name), ["prompt", "negative_prompt", "concept"]);
   equal(f.groups[2].fields.map((x) => x.name), ["steps", "guidance_scale"]);
   equal(f.groups[2].advanced.map((x) => x.name), ["sampler", "seed"]);
   equal(form("echo").groups.map((g) => g.label), ["Settings"]);
@@ -99,4 +99,37 @@ test("forms: the task list says who offers what", () => {
   equal(entries.map((e) => [e.name, e.federated]), [["echo", false], ["txt2img", true]]);
   equal(entries[0].hosts[0].label, "attached lb1abcde…uvwxyz · 2 free");
   equal(entries[1].hosts[0].label, "federated lb1zz");
+});
+
+test("forms: a text input with the concept format gets the concept picker and its pattern", () => {
+  const teach = form("finetune");
+  equal([field(teach, "concept").widget, field(teach, "concept").required], ["concept", true]);
+  equal(field(teach, "concept_token").widget, "text");
+  equal(field(form("txt2img"), "concept").widget, "concept");
+  const raw = { concept: "Rex the dog", concept_token: "sks", train_steps: "800" };
+  const by = (r) => Object.fromEntries(readInputs(teach, r, {}).problems.map((p) => [p.field, p.message]));
+  equal(by(raw).concept, `must be ${TEXT_FORMATS.concept.described}`);
+  equal(by({ ...raw, concept: "" }).concept, "must not be empty");
+  equal(by({ ...raw, concept: "rex-the.dog_2" }).concept, undefined);
+  assert(TEXT_FORMATS.concept.pattern.test("a".repeat(128)) && !TEXT_FORMATS.concept.pattern.test("a".repeat(129)));
+  assert(!TEXT_FORMATS.concept.pattern.test("-rex"), "a name starts with a letter or digit");
+  const paint = readInputs(form("txt2img"), { prompt: "a dog", concept: "" });
+  equal([paint.problems, "concept" in paint.inputs], [[], false], "an empty optional concept is left out");
+  equal(readInputs(form("txt2img"), { prompt: "a dog", concept: "rex" }).inputs.concept, "rex");
+});
+
+test("forms: an image list is checked for its count and each picture's size", () => {
+  const photos = field(form("finetune"), "instance_images");
+  equal([photos.min_count, photos.max_count, photos.min_width], [3, 20, 256]);
+  const ok = (label, width = 512, height = 512) => ({ label, width, height, blob: label });
+  equal(imageListProblems(photos, [ok("a"), ok("b"), ok("c")]), []);
+  equal(imageListProblems(photos, [ok("a"), ok("b")]), ["needs at least 3 images, got 2"]);
+  equal(imageListProblems(photos, Array.from({ length: 21 }, (_, i) => ok(`p${i}`))), ["takes at most 20 images, got 21"]);
+  equal(imageListProblems(photos, [ok("a"), ok("tiny", 200, 300), ok("tall", 256, 5000)]), [
+    "tiny: width must be at least 256 px, got 200",
+    "tall: height must be at most 4096 px, got 5000",
+  ]);
+  equal(imageListProblems({ ...photos, max_pixels: 100_000 }, [ok("a"), ok("b"), ok("c", 256, 256)])[0], "a: is 512×512 = 262144 pixels, over the limit of 100000");
+  const read = readInputs(form("finetune"), { concept: "rex", concept_token: "sks" }, { instance_images: [ok("a"), ok("b"), ok("c")] });
+  equal([read.problems, read.inputs.instance_images], [[], ["a", "b", "c"]], "the blobs are sent");
 });
