@@ -321,7 +321,10 @@ export class LightboxApi {
     return this.request("POST", `/jobs/${encodeURIComponent(id)}/cancel`);
   }
 
-  /** A done job's outputs as [{name, mediaType, blob, text}] (text for text outputs). */
+  /**
+   * A done job's outputs as [{name, mediaType, blob, text}]: `text` for text outputs, null
+   * for pictures and for files that are neither (an adapter, say).
+   */
   async results(id) {
     const reply = await this.request("GET", `/jobs/${encodeURIComponent(id)}/result`);
     const out = [];
@@ -330,7 +333,8 @@ export class LightboxApi {
         const response = await this.request("GET", file.url.replace(/^.*\/api\/v1/, ""), { raw: true });
         const blob = await response.blob();
         const mediaType = (file.media_type || blob.type || "").split(";")[0];
-        out.push({ name: file.name, mediaType, blob, text: mediaType.startsWith("image/") ? null : await blob.text() });
+        const textual = mediaType.startsWith("text/") || mediaType === "application/json";
+        out.push({ name: file.name, mediaType, blob, text: textual ? await blob.text() : null });
       }
       return out;
     }
@@ -341,6 +345,23 @@ export class LightboxApi {
       out.push({ name, mediaType, blob, text: mediaType.startsWith("image/") ? null : new TextDecoder().decode(bytes) });
     }
     return out;
+  }
+
+  // -- the model registry (public reads) ----------------------------------------------------------
+
+  /** {leader, members, concepts: [{concept, model_id, version, pending_count, updated_at}], commits}. */
+  registry() {
+    return this.request("GET", "/registry", { auth: false });
+  }
+
+  /** One concept: {concept, model, version, metadata, pending_adapters, pending_count, history_length}. */
+  concept(name) {
+    return this.request("GET", `/registry/concepts/${encodeURIComponent(name)}`, { auth: false });
+  }
+
+  /** {concept, events}: history events with seq > `after`, oldest first, at most `limit`. */
+  conceptHistory(name, { after = 0, limit = 50 } = {}) {
+    return this.request("GET", `/registry/concepts/${encodeURIComponent(name)}/history?after=${after}&limit=${limit}`, { auth: false });
   }
 
   /**

@@ -11,6 +11,7 @@ import { EffectsPanel } from "./effects-panel.js";
 import { GeneratePanel } from "./generate.js";
 import { JobsPanel } from "./jobs.js";
 import { AccountPanel } from "./account.js";
+import { ConceptRegistry } from "./concept-panel.js";
 import { SHORTCUTS, WHILE_TYPING, commandFor, displayChord } from "./shortcuts.js";
 import { renderText, FONTS, fontOf } from "./text.js";
 import { toScreen, invert } from "./geometry.js";
@@ -54,6 +55,7 @@ export class Editor {
     this.layers = new LayersPanel(this);
     this.effects = new EffectsPanel(this);
     this.jobs = new JobsPanel(this);
+    this.concepts = new ConceptRegistry(this.api);
     this.generate = new GeneratePanel(this);
     this.account = new AccountPanel(this);
     this.buildToolbar();

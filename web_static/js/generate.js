@@ -1,6 +1,7 @@
 // The Generate tab: tasks on offer (from their schemas), the generation box, the task's form,
-// and submitting it. The box's picture and mask become the task's image inputs; results come
-// back through the jobs list into the staging strip.
+// and submitting it. The box's picture and mask become the task's image inputs, image lists
+// are picked from the layers, a concept from the registry (with its history shown); results
+// come back through the jobs list into the staging strip.
 
 import { $, h } from "./dom.js";
 import { buildForm, readInputs, problemsByInput, taskEntries } from "./schema-form.js";
@@ -8,14 +9,12 @@ import { renderForm } from "./form-view.js";
 import { snapBox, outpaintSplit, boxOverhang, intersect, lcm } from "./geometry.js";
 import { exportMask, maskCoverage } from "./mask.js";
 import { context, makeCanvas } from "./document.js";
+import { ImageListField, canvasToBlob } from "./image-list-field.js";
+import { ConceptHistory, conceptPicker } from "./concept-panel.js";
+import { conceptInput, createsConcept } from "./concepts.js";
 
 const TASK_KEY = "lightbox.task";
 const SNAPS = [8, 64];
-
-async function canvasToBlob(canvas) {
-  if (canvas.convertToBlob) return canvas.convertToBlob({ type: "image/png" });
-  return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
-}
 
 export class GeneratePanel {
   constructor(app) {
@@ -27,8 +26,10 @@ export class GeneratePanel {
     this.entry = null;
     this.form = null;
     this.view = null;
-    this.listImages = {};
+    this.listChoices = {};
+    this.lists = new Map();
     this.thumbs = new Map();
+    this.history = new ConceptHistory(app.api, app.concepts, $("#concept-history"));
     this.snap = Number(localStorage.getItem("lightbox.snap")) || 8;
     this.formEl.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -45,6 +46,7 @@ export class GeneratePanel {
       const entries = taskEntries(listing);
       const signature = JSON.stringify(entries.map((e) => [e.name, e.federated, e.hosts.map((x) => x.peerId), e.schema.version]));
       this.error = null;
+      if (conceptInput(this.form)) this.app.concepts.load();
       if (signature !== this.signature) {
         this.signature = signature;
         this.entries = entries;
@@ -95,7 +97,7 @@ export class GeneratePanel {
     const previous = same && this.view ? this.view.values() : null;
     this.entry = entry;
     this.form = entry ? buildForm(entry.schema) : null;
-    if (!same) this.listImages = {};
+    if (!same) this.listChoices = {};
     this.renderHosts();
     this.renderBoxPanel();
     this.renderForm();
@@ -221,13 +223,22 @@ export class GeneratePanel {
   renderForm() {
     const form = this.form;
     this.thumbs.clear();
+    this.lists.clear();
     if (!form) {
       this.formEl.replaceChildren();
       this.view = null;
+      this.history.hide();
       return;
     }
     const container = h("div");
-    this.view = renderForm(container, form, { imageField: (f) => this.imageField(f) });
+    const creates = createsConcept(form);
+    this.view = renderForm(container, form, {
+      imageField: (f) => this.imageField(f),
+      conceptField: (f, { id, described }) => conceptPicker(this.app.concepts, f, { id, described, creates, onPick: (name) => this.history.show(name) }),
+    });
+    const concept = conceptInput(form);
+    if (concept) this.history.show(this.view.values()[concept]);
+    else this.history.hide();
     const b = form.bindings;
     for (const name of [b.width, b.height, ...(b.overhang ? Object.values(b.overhang) : [])]) {
       const control = name && this.view.controls.get(name);
@@ -275,36 +286,14 @@ export class GeneratePanel {
         ),
       );
     }
-    const thumbs = h("div", { class: "list-thumbs" });
-    const count = h("span", { class: "muted small" }, "no images yet");
-    const show = () => {
-      const list = this.listImages[f.name] || [];
-      count.textContent = `${list.length} image${list.length === 1 ? "" : "s"}`;
-      thumbs.replaceChildren(...list.map((blob) => h("img", { src: URL.createObjectURL(blob), alt: "" })));
-    };
-    const files = h("input", { type: "file", accept: (f.formats || ["png", "jpeg", "webp"]).map((x) => `image/${x}`).join(","), multiple: true, hidden: true });
-    files.addEventListener("change", () => {
-      this.listImages[f.name] = [...(this.listImages[f.name] || []), ...files.files];
-      files.value = "";
-      show();
-    });
-    return h("div", {},
-      h("div", { class: "row buttons" },
-        h("button", { type: "button", onclick: () => files.click() }, "Add files…"),
-        h("button", { type: "button", onclick: async () => {
-          this.listImages[f.name] = [...(this.listImages[f.name] || []), await canvasToBlob(this.app.doc.flatten(this.app.doc.box))];
-          show();
-        } }, "Add box content"),
-        h("button", { type: "button", onclick: () => { this.listImages[f.name] = []; show(); } }, "Clear"),
-        count,
-      ),
-      files,
-      thumbs,
-    );
+    const list = new ImageListField(this.app, f, (this.listChoices[f.name] ||= { layers: new Set(), extras: [] }));
+    this.lists.set(f.name, list);
+    return list.el;
   }
 
   /** Redraw the small previews of what the box will send (throttled by the caller). */
   updateThumbs() {
+    for (const list of this.lists.values()) list.layersChanged();
     if (!this.thumbs.size) return;
     const doc = this.app.doc;
     const rect = this.imageRect();
@@ -343,6 +332,10 @@ export class GeneratePanel {
   async boxValues() {
     const form = this.form, doc = this.app.doc, b = form.bindings;
     const images = {}, numbers = {};
+    for (const [name, list] of this.lists) {
+      const items = await list.values();
+      if (items.length) images[name] = items;
+    }
     if (!form.box) return { images, numbers, rect: null };
     const rect = this.imageRect();
     if (!rect) throw new Error("The generation box does not cover the picture.");
@@ -352,7 +345,6 @@ export class GeneratePanel {
       context(mask).putImageData(this.maskImage(rect), 0, 0);
       images[m.name] = await canvasToBlob(mask);
     }
-    for (const name of b.lists) if (this.listImages[name]?.length) images[name] = this.listImages[name];
     if (b.width) numbers[b.width] = doc.box.w;
     if (b.height) numbers[b.height] = doc.box.h;
     if (b.overhang) {
@@ -388,7 +380,9 @@ export class GeneratePanel {
     button.disabled = true;
     try {
       const job = await app.api.submitJob(form.task, inputs, host);
-      app.jobs.follow(job, { task: this.entry, box: { ...app.doc.box } });
+      const concept = inputs[conceptInput(form)] ?? null;
+      const teaches = concept && createsConcept(form) ? { concept, version: app.concepts.find(concept)?.version ?? 0 } : null;
+      app.jobs.follow(job, { task: this.entry, box: { ...app.doc.box }, teaches });
       this.view.showProblems({});
     } catch (err) {
       if (err.kind === "invalid" && (err.problems?.length || err.field)) {

@@ -1,11 +1,28 @@
 // Jobs and their results: a card per job with its state, queue position, progress and a
 // cancel button, followed live; results go to the staging strip, where the person steps
-// through them and accepts one (a new layer scaled into the box) or discards it.
+// through them and accepts one (a new layer scaled into the box) or discards it. Results that
+// are neither pictures nor text (a fine-tune's adapter) are offered as downloads.
 
 import { $, h } from "./dom.js";
 import { isFinalState } from "./api.js";
 import { Layer, context, makeCanvas } from "./document.js";
 import { placeInBox, union } from "./geometry.js";
+import { describeModel } from "./concepts.js";
+
+const EXTENSIONS = { "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "application/json": "json" };
+
+/** A download name for an output: `<job>-<output>.<ext>`, the extension from its media type. */
+export function fileName(jobId, name, mediaType) {
+  const type = String(mediaType || "").toLowerCase();
+  const ext = EXTENSIONS[type] ?? (type.endsWith("+safetensors") ? "safetensors" : type.startsWith("text/") ? "txt" : "bin");
+  return `${jobId}-${name}.${ext}`;
+}
+
+function size(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
 
 function ordinal(n) {
   const s = ["th", "st", "nd", "rd"], v = n % 100;
@@ -28,8 +45,12 @@ export class JobsPanel {
 
   // -- following jobs ------------------------------------------------------------------------------
 
-  /** Show a just-submitted job and follow it until it ends; then fetch its results. */
-  async follow(job, { task, box }) {
+  /**
+   * Show a just-submitted job and follow it until it ends; then fetch its results. A job that
+   * `teaches` a concept ({concept, version}) is followed on into the registry until its
+   * adapter is merged.
+   */
+  async follow(job, { task, box, teaches = null }) {
     const controller = new AbortController();
     const card = this.card(job, task, controller);
     this.update(card, job);
@@ -44,13 +65,27 @@ export class JobsPanel {
     if (final?.state === "done") {
       try {
         const results = await this.app.api.results(job.job_id);
-        await this.stage(results, { job: final, task, box });
+        const files = results.filter((r) => r.text === null && !r.mediaType.startsWith("image/"));
+        const note = teaches && files.length ? `${files.map((r) => r.name).join(", ")} submitted for concept ${teaches.concept}` : "";
+        await this.stage(results, { job: final, task, box, note });
         card.message.textContent = results.length ? `${results.length} result${results.length === 1 ? "" : "s"} in the strip below the canvas.` : "Done (no outputs).";
+        if (note) this.followConcept(card, note, teaches);
       } catch (err) {
         card.message.textContent = `Results could not be fetched: ${err.message}`;
         this.app.reportError(err);
       }
     }
+  }
+
+  /** Say what became of a submitted adapter: waiting for the merge, then the new version. */
+  async followConcept(card, note, { concept, version }) {
+    const say = (rest) => (card.message.textContent = `Done: ${note}${rest}`);
+    say("; the registry merges it into the concept's model shortly.");
+    card.el.dataset.concept = concept;
+    const merged = await this.app.concepts.awaitMerge(concept, version);
+    if (!card.el.isConnected) return;
+    card.el.dataset.merged = String(Boolean(merged));
+    say(merged ? `, and merged: ${concept} is now at ${describeModel(merged)}.` : "; no merge seen yet (the concept's history shows it when it lands).");
   }
 
   card(job, task, controller) {
@@ -104,9 +139,10 @@ export class JobsPanel {
 
   // -- the staging strip -----------------------------------------------------------------------------
 
-  async stage(results, { job, task, box }) {
+  async stage(results, { job, task, box, note = "" }) {
     for (const r of results) {
       const item = { job, task, box, name: r.name, mediaType: r.mediaType, text: r.text, blob: r.blob };
+      if (r.text === null && !r.mediaType.startsWith("image/")) Object.assign(item, { file: fileName(job.job_id, r.name, r.mediaType), note });
       if (r.mediaType.startsWith("image/")) {
         const bitmap = await createImageBitmap(r.blob);
         item.canvas = makeCanvas(bitmap.width, bitmap.height);
@@ -150,6 +186,11 @@ export class JobsPanel {
           thumb.style.backgroundImage = `url(${item.url ||= URL.createObjectURL(item.blob)})`;
           thumb.append(h("span", { class: "tag" }, `${item.canvas.width}×${item.canvas.height}`));
           return thumb;
+        }
+        if (item.file) {
+          const link = h("a", { href: (item.url ||= URL.createObjectURL(item.blob)), download: item.file, class: "download" }, `Download ${item.file.split(".").pop()}`);
+          return h("div", { class: "staged text file", title: label, "aria-current": String(i === this.index), onclick: (e) => e.target !== link && this.show(i) },
+            h("strong", {}, item.name), ` · ${size(item.blob.size)}`, h("div", { class: "note" }, item.note || "Not a picture: download it."), link);
         }
         return h("button", { class: "staged text", title: label, "aria-current": String(i === this.index), onclick: () => this.show(i) }, h("strong", {}, `${item.name}: `), item.text ?? "");
       }),
