@@ -13,7 +13,8 @@ trains the adapted UNet to predict, for the class prompt, what the base UNet pre
 (its adapters switched off). Matching the base model's own prediction, rather than the noise
 as the original recipe does, preserves the prior exactly, not only as well as the base model
 fits its own pictures: on the random-weight demo model the noise target moved the class
-prompt's prediction as far as the concept's, the base prediction left it five times closer.
+prompt's prediction as far as the concept's, while the base prediction keeps it three to
+seven times closer (tests/finetune/test_train.py).
 
 Everything random comes from one seeded CPU generator, so a seed gives the same adapter on
 any run of one machine. On CUDA the UNet runs under autocast (its own half precision, fp16

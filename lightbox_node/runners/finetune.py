@@ -82,6 +82,8 @@ class FineTune(DiffusionRunner):
                 )
         if not str(inputs["concept_token"]).strip():
             raise TaskFailed("the concept token is blank; use a rare word such as 'sks'")
+        if inputs.get("prior_preservation") and not str(inputs.get("class_prompt") or "").strip():
+            raise TaskFailed("prior preservation needs a class prompt, e.g. 'a photo of a dog'")
         settings = self.settings(inputs)
         context(0.0, f"seed {settings.seed}")
         try:

@@ -135,6 +135,15 @@ async def test_a_flat_photo_is_refused_with_a_reason(runners: dict[str, Any]) ->
         await run(runners["finetune"], values, blobs)
 
 
+async def test_prior_preservation_without_a_class_prompt_is_refused(
+    runners: dict[str, Any],
+) -> None:
+    blobs = Blobs()
+    values = finetune_inputs(blobs, prior_preservation=True, class_prompt="   ")
+    with pytest.raises(TaskFailed, match="prior preservation needs a class prompt"):
+        await run(runners["finetune"], values, blobs)
+
+
 async def test_missing_base_weights_fail_the_job_with_the_model_and_place(
     runners: dict[str, Any], tmp_path: Path
 ) -> None:
