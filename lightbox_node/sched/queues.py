@@ -117,6 +117,15 @@ class HostQueue:
 
     def take(self, accept: Callable[[Job], bool]) -> Job | None:
         """Remove and return the best job that `accept` accepts."""
+        # Usually the best job is accepted: pop it rather than walk the heap and leave a
+        # stale entry on top for the next call to skip.
+        self._drop_stale_top()
+        heap = self._heap
+        if heap:
+            job = self._entries[heap[0][2]].job
+            if accept(job):
+                heapq.heappop(heap)
+                return self._forget(job.job_id)
         job = self.find(accept)
         if job is not None:
             self.remove(job.job_id)

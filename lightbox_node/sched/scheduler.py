@@ -209,6 +209,9 @@ class _Host:
     """A host reached through another queue node (federation) takes only jobs aimed at it."""
     in_flight: dict[str, None] = field(default_factory=dict)
     """Job ids in dispatch order (a dict as an ordered set)."""
+    in_flight_cost: float = 0.0
+    """The cost of the jobs in flight, summed again whenever they change (read far more
+    often, by every placement)."""
 
 
 class Scheduler:
@@ -220,6 +223,18 @@ class Scheduler:
         self._jobs: dict[str, Job] = {}
         self._hosts: dict[PeerId, _Host] = {}
         self._host_order: list[_Host] = []
+        self._offering: dict[str, list[_Host]] = {}
+        """Per task, the hosts that offer it to any job (not pinned-only), in name order;
+        rebuilt when a host's tasks change."""
+        self._dirty: dict[PeerId, _Host] = {}
+        """Hosts that may be able to take a job from their own queue: their queue grew, or
+        their slots, tasks or jobs in flight changed, since `_fill_all` last visited them.
+        Every other host is full, or has nothing queued that it runs."""
+        self._idle: dict[PeerId, _Host] = {}
+        """Online hosts that take any job (not pinned-only) and have a free slot: the only
+        ones that may steal."""
+        self._open_queued = 0
+        """Unpinned jobs in the hosts' queues (jobs another host may steal)."""
         self._queued_on: dict[str, PeerId | None] = {}
         """Where each QUEUED job waits: a host's queue, or None for `_unplaced`."""
         self._unplaced: dict[str, Job] = {}
@@ -306,10 +321,15 @@ class Scheduler:
             h = _Host(host, str(host), HostQueue(self.params.aging_per_s))
             self._hosts[host] = h
             self._host_order.append(h)
-            self._host_order.sort(key=lambda x: x.name)
+            self._host_order.sort(key=_by_name)
+            self._offering.clear()
+        elif h.tasks != tasks or h.pinned_only != pinned_only:
+            self._offering.clear()
         dropped = h.tasks - tasks
         h.tasks, h.slots, h.online, h.seen_at = tasks, free_slots, True, now
         h.pinned_only = pinned_only
+        self._dirty[host] = h
+        self._note_slots(h)
         if dropped:
             # Unpinned jobs for a task it no longer runs go to a host that does, if any.
             for job in list(h.queue):
@@ -329,6 +349,7 @@ class Scheduler:
         if h is None or not h.online:
             return []
         h.online = False
+        self._note_slots(h)
         actions: list[Action] = []
         for job_id in list(h.in_flight):
             actions += self._fault(self._jobs[job_id], "host disconnected", now)
@@ -533,7 +554,10 @@ class Scheduler:
 
     def _choose_host(self, spec: JobSpec, avoid: PeerId | None = None) -> PeerId | None:
         """The best host for an unpinned job: online before gone, not `avoid` if possible."""
-        offering = [h for h in self._host_order if spec.task in h.tasks and not h.pinned_only]
+        offering = self._offering.get(spec.task)
+        if offering is None:
+            offering = [h for h in self._host_order if spec.task in h.tasks and not h.pinned_only]
+            self._offering[spec.task] = offering
         candidates = [h for h in offering if h.online] or offering
         candidates = [h for h in candidates if h.peer != avoid] or candidates
         if not candidates:
@@ -541,7 +565,7 @@ class Scheduler:
         return min(candidates, key=self._load_key).peer
 
     def _load_key(self, h: _Host) -> tuple[float, int, str]:
-        backlog = h.queue.total_cost + sum(self._jobs[j].spec.cost for j in h.in_flight)
+        backlog = h.queue.total_cost + h.in_flight_cost
         per_slot = backlog / h.slots if h.slots > 0 else math.inf
         return (per_slot, len(h.queue), h.name)
 
@@ -554,48 +578,81 @@ class Scheduler:
         if host is None:
             job.queued_at = since
             self._unplaced[job.job_id] = job
+            self._queued_on[job.job_id] = None
         else:
-            self._hosts[host].queue.push(job, since)
-        self._queued_on[job.job_id] = host
+            self._push(self._hosts[host], job, since)
         expires = since + self.params.queue_timeout_s
         heapq.heappush(self._expiries, (expires, job.job_id, since))
 
     def _dequeue(self, job: Job) -> None:
-        host = self._queued_on.pop(job.job_id)
+        host = self._queued_on.get(job.job_id)
         if host is None:
+            del self._queued_on[job.job_id]
             del self._unplaced[job.job_id]
         else:
             self._hosts[host].queue.remove(job.job_id)
+            self._unqueued(job)
 
     def _move(self, job: Job, host: PeerId) -> None:
         """Move a queued job to another host's queue, keeping its age."""
         since = job.queued_at
         self._dequeue(job)
-        self._hosts[host].queue.push(job, since)
-        self._queued_on[job.job_id] = host
+        self._push(self._hosts[host], job, since)
+
+    def _push(self, h: _Host, job: Job, since: float) -> None:
+        """Queue a job on a host, which may now have something to dispatch."""
+        h.queue.push(job, since)
+        self._queued_on[job.job_id] = h.peer
+        self._dirty[h.peer] = h
+        if job.spec.host is None:
+            self._open_queued += 1
+
+    def _unqueued(self, job: Job) -> None:
+        """Bookkeeping for a job just taken out of a host's queue."""
+        del self._queued_on[job.job_id]
+        if job.spec.host is None:
+            self._open_queued -= 1
+
+    def _note_slots(self, h: _Host) -> None:
+        """Keep `_idle` in step with the host's state and jobs in flight."""
+        if h.online and not h.pinned_only and len(h.in_flight) < h.slots:
+            self._idle[h.peer] = h
+        else:
+            self._idle.pop(h.peer, None)
 
     # -- internals: dispatching -------------------------------------------------------------
 
     def _fill_all(self, now: float) -> list[Action]:
+        """Dispatch whatever can be dispatched, after any event.
+
+        Called after every event, so it visits only the hosts the events since its last
+        call touched (`_dirty`), in name order, as a visit of every host would: a host it
+        left full or without a job it runs stays so until its queue grows or a job of its
+        ends. Stealing is tried only while some host is idle and some job may be stolen.
+        """
         actions: list[Action] = []
-        # Called after every event, over every host: the cheap tests (an empty queue, a
-        # full host) come first, because they decide for almost every host.
-        online = [h for h in self._host_order if h.online and h.slots > 0]
-        for h in online:
-            capacity = h.slots + self.params.prefetch
-            if not h.queue or len(h.in_flight) >= capacity:
-                continue
-            while len(h.in_flight) < capacity and any(h.queue.count(t) for t in h.tasks):
-                job = h.queue.take(lambda j, h=h: j.spec.task in h.tasks)
-                if job is None:
-                    break
-                del self._queued_on[job.job_id]
-                actions += self._dispatch(h, job, now)
+        if self._dirty:
+            dirty = list(self._dirty.values())
+            self._dirty.clear()
+            if len(dirty) > 1:
+                dirty.sort(key=_by_name)
+            prefetch = self.params.prefetch
+            for h in dirty:
+                if not h.online or h.slots <= 0 or not h.queue:
+                    continue
+                capacity = h.slots + prefetch
+                tasks = h.tasks
+                while len(h.in_flight) < capacity and any(h.queue.count(t) for t in tasks):
+                    job = h.queue.take(lambda j, tasks=tasks: j.spec.task in tasks)
+                    if job is None:
+                        break
+                    self._unqueued(job)
+                    actions += self._dispatch(h, job, now)
+        if not self._idle or not self._open_queued:
+            return actions
         # Stealing looks at every other queue; skip it unless some queue holds an unpinned
         # job for a task the thief runs (one pass here instead of one per thief).
-        thieves = [h for h in online if not h.pinned_only and len(h.in_flight) < h.slots]
-        if not thieves:
-            return actions
+        thieves = sorted(self._idle.values(), key=_by_name)
         open_tasks = {
             task
             for h in self._host_order
@@ -634,7 +691,7 @@ class Scheduler:
         if best is None or best_host is None:
             return None
         best_host.queue.remove(best.job_id)
-        del self._queued_on[best.job_id]
+        self._unqueued(best)
         return best
 
     def _dispatch(self, h: _Host, job: Job, now: float) -> list[Action]:
@@ -655,6 +712,7 @@ class Scheduler:
         job.progress = 0.0
         job.progress_message = ""
         h.in_flight[job.job_id] = None
+        self._in_flight_changed(h)
         heapq.heappush(self._deadlines, (attempt.deadline, job.job_id, attempt.number))
         self._counters["dispatched"] += 1
         return [JobChanged(job), Dispatch(h.peer, job, attempt)]
@@ -674,8 +732,16 @@ class Scheduler:
     def _leave_host(self, job: Job) -> Attempt:
         attempt = job.current_attempt
         assert attempt is not None
-        del self._hosts[attempt.host].in_flight[job.job_id]
+        h = self._hosts[attempt.host]
+        del h.in_flight[job.job_id]
+        self._in_flight_changed(h)
+        self._dirty[h.peer] = h
         return attempt
+
+    def _in_flight_changed(self, h: _Host) -> None:
+        jobs = self._jobs
+        h.in_flight_cost = sum(jobs[j].spec.cost for j in h.in_flight)
+        self._note_slots(h)
 
     def _fault(self, job: Job, reason: str, now: float) -> list[Action]:
         attempt = self._leave_host(job)
@@ -733,6 +799,10 @@ class Scheduler:
         if job is None or job.state is not JobState.QUEUED or job.queued_at != since:
             return None
         return job
+
+
+def _by_name(h: _Host) -> str:
+    return h.name
 
 
 def _account_of(spec: JobSpec) -> str:

@@ -244,6 +244,25 @@ class SchedulerMachine(RuleBasedStateMachine):
                 assert where[0].startswith("in flight") == in_flight, (job.state, where)
 
     @invariant()
+    def no_host_is_left_idle_beside_a_job_it_could_take(self) -> None:
+        # The scheduler fills only the hosts events touched; this is what a fill of every
+        # host after every event would leave behind.
+        views = [v for v in self.sched.hosts() if v.online and v.slots > 0]
+        for view in views:
+            queued = [job for job in self.sched.queue_of(view.host) if job.spec.task in view.tasks]
+            assert not queued or len(view.in_flight) >= view.slots + PARAMS.prefetch, view
+        for thief in (v for v in views if len(v.in_flight) < v.slots):
+            for other in self.sched.hosts():
+                if other.host == thief.host:
+                    continue
+                stealable = [
+                    job
+                    for job in self.sched.queue_of(other.host)
+                    if job.spec.host is None and job.spec.task in thief.tasks & other.tasks
+                ]
+                assert not stealable, (thief, other)
+
+    @invariant()
     def trust_stays_between_zero_and_max(self) -> None:
         ledger = self.sched.ledger
         for user in [*USERS, *(f"peer:{n}" for n in NEIGHBOURS)]:
