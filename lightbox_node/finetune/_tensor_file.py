@@ -170,7 +170,9 @@ def write_tensor_file(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str
     for name in sorted(tensors):
         tensor = tensors[name].detach().to("cpu").contiguous()
         raw = tensor.view(torch.int16) if tensor.dtype == torch.bfloat16 else tensor
-        data = raw.numpy().astype(_LITTLE[tensor.dtype]).tobytes()
+        # A view of the tensor's memory where it is little-endian already (copied otherwise);
+        # the one copy of the data is the join below.
+        data = memoryview(np.ascontiguousarray(raw.numpy(), dtype=_LITTLE[tensor.dtype])).cast("B")
         entries[name] = {
             "dtype": _DTYPE_NAMES[tensor.dtype],
             "shape": list(tensor.shape),
@@ -180,7 +182,7 @@ def write_tensor_file(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str
         offset += len(data)
     header = json.dumps(entries, separators=(",", ":"), ensure_ascii=False).encode()
     header += b" " * (-len(header) % 8)
-    return _HEADER_LENGTH.pack(len(header)) + header + b"".join(chunks)
+    return b"".join([_HEADER_LENGTH.pack(len(header)), header, *chunks])
 
 
 __all__ = ["DTYPES", "MAX_DIM", "TENSOR_NAME", "read_tensor_file", "write_tensor_file"]
