@@ -33,6 +33,7 @@ import wsproto.events as ws_events
 import wsproto.utilities
 from lightbox_node.tui.models import (
     Choice,
+    ConceptDetail,
     ConceptModel,
     Host,
     InputSpec,
@@ -50,6 +51,7 @@ from lightbox_node.tui.models import (
     QueueView,
     Registry,
     RegistryCommit,
+    RegistryEvent,
     RegistryMember,
     TaskHost,
     TaskSchema,
@@ -388,6 +390,22 @@ class NodeClient:
         """`GET /api/v1/registry`: Raft members, each concept's global model, recent commits."""
         return parse_registry(await self._get("/registry", "The model registry"))
 
+    async def concept(self, concept: str) -> ConceptDetail:
+        """`GET /api/v1/registry/concepts/{concept}`: its model, version, adapters waiting."""
+        path = f"/registry/concepts/{quote(concept, safe='')}"
+        return parse_concept(await self._get(path, f"concept {concept}"))
+
+    async def concept_history(
+        self, concept: str, after: int | None = None, limit: int | None = None
+    ) -> list[RegistryEvent]:
+        """`GET /api/v1/registry/concepts/{concept}/history`: events with seq > `after`,
+        oldest first, at most `limit` (the node's page size when None)."""
+        path = f"/registry/concepts/{quote(concept, safe='')}/history"
+        data = await self._get(
+            path, f"the history of {concept}", params={"after": after, "limit": limit}
+        )
+        return [parse_event(e) for e in _list(data, "events")]
+
 
 # -- errors ------------------------------------------------------------------------------------
 
@@ -545,6 +563,7 @@ def parse_input(data: dict[str, Any]) -> InputSpec:
         multiline=bool(data.get("multiline", False)),
         placeholder=str(data.get("placeholder", "")),
         max_length=_int(data.get("max_length")),
+        format=str(data.get("format") or ""),
     )
 
 
@@ -687,7 +706,11 @@ def parse_registry(data: dict[str, Any]) -> Registry:
         ),
         concepts=tuple(
             ConceptModel(
-                str(c.get("concept", "")), str(c.get("model_id", "")), _num(c.get("updated_at"))
+                str(c.get("concept", "")),
+                str(c.get("model_id") or ""),
+                _num(c.get("updated_at")),
+                _int(c.get("version")),
+                _int(c.get("pending_count")),
             )
             for c in _list(data, "concepts")
         ),
@@ -701,6 +724,36 @@ def parse_registry(data: dict[str, Any]) -> Registry:
             )
             for c in _list(data, "commits")
         ),
+    )
+
+
+def parse_concept(data: dict[str, Any]) -> ConceptDetail:
+    metadata = data.get("metadata")
+    return ConceptDetail(
+        concept=str(data.get("concept", "")),
+        model_id=str(data.get("model") or ""),
+        version=_int(data.get("version")),
+        pending_count=_int(data.get("pending_count")),
+        history_length=_int(data.get("history_length")),
+        metadata=dict(metadata) if isinstance(metadata, dict) else {},
+    )
+
+
+def parse_event(data: dict[str, Any]) -> RegistryEvent:
+    """A history event; `at` arrives in milliseconds."""
+    metadata = data.get("metadata")
+    return RegistryEvent(
+        seq=_int(data.get("seq")),
+        index=_int(data.get("index")),
+        kind=str(data.get("kind", "")),
+        by=str(data.get("by") or ""),
+        at=_ms(data.get("at")) or None,
+        adapter=str(data.get("adapter") or ""),
+        weight=_num(data.get("weight")),
+        model_id=str(data.get("model") or ""),
+        version=_int(data.get("version")),
+        adapters=_strs(data.get("adapters")),
+        metadata=tuple(sorted(metadata.items())) if isinstance(metadata, dict) else (),
     )
 
 

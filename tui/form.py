@@ -1,7 +1,9 @@
 """The generalisation layer in the terminal: a form generated from a task's schema.
 
 `TaskForm.build(schema)` lays out one field per input, grouped and ordered as the schema
-says (advanced inputs folded away), with the input's label, unit, help and default.
+says (advanced inputs folded away), with the input's label, unit, help and default. A text
+input in the registry's concept-name format suggests the registry's concepts as it is typed
+(`TaskForm.set_concepts`) and says what the typed concept is.
 `TaskForm.collect()` turns what was typed into the job's inputs, reading image files into
 the data URLs the API takes, and says per field what is wrong before the node is asked.
 The form knows input types, never particular models or tasks.
@@ -10,12 +12,17 @@ The form knows input types, never particular models or tasks.
 from __future__ import annotations
 
 import mimetypes
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from lightbox_node.tui.client import image_data_url
-from lightbox_node.tui.models import InputSpec, TaskSchema
+from lightbox_node.tui.models import ConceptModel, InputSpec, TaskSchema
+from lightbox_node.tui.tables import model_summary
+from textual import on
 from textual.containers import Vertical
+from textual.suggester import SuggestFromList
 from textual.widget import Widget
 from textual.widgets import Collapsible, Input, Label, Select, Static, Switch, TextArea
 
@@ -25,6 +32,14 @@ IMAGE_TYPES = ("image", "mask")
 IMAGE_MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 IMAGE_MEDIA[".webp"] = "image/webp"
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
+TEXT_FORMATS = {
+    "concept": (
+        re.compile(r"[a-z0-9][a-z0-9._-]{0,127}"),
+        "a concept name: 1 to 128 of a-z 0-9 . _ - starting with a letter or digit",
+    ),
+}
+"""The named forms a text input may require (its schema's `format`), as the node says them."""
+CONCEPTS_LISTED = 6
 
 
 class FormProblem(Exception):
@@ -59,12 +74,35 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def concept_line(typed: str, concepts: Sequence[ConceptModel]) -> str:
+    """What the registry knows of the typed concept, or which concepts it has."""
+    name = typed.strip()
+    known = {c.concept: c for c in concepts}
+    if name and name in known:
+        c = known[name]
+        return f"{name}: {model_summary(c.model_id, c.version, c.pending_count)}"
+    if name and not TEXT_FORMATS["concept"][0].fullmatch(name):
+        return f"must be {TEXT_FORMATS['concept'][1]}"
+    if name:
+        return f"{name} is not in the registry yet (a fine-tune makes it)"
+    if not concepts:
+        return "the registry has no concepts yet"
+    names = [c.concept for c in concepts]
+    more = f" and {len(names) - CONCEPTS_LISTED} more" if len(names) > CONCEPTS_LISTED else ""
+    return "in the registry: " + ", ".join(names[:CONCEPTS_LISTED]) + more
+
+
 class FormField(Vertical):
     """One input: its label, its editor widget, its help and its problem (if any)."""
 
-    def __init__(self, spec: InputSpec) -> None:
+    def __init__(self, spec: InputSpec, concepts: Sequence[ConceptModel] = ()) -> None:
         super().__init__(classes=f"form-field form-{spec.type}")
         self.spec = spec
+        self.concepts = tuple(concepts)
+
+    @property
+    def is_concept(self) -> bool:
+        return self.spec.type == "text" and self.spec.format == "concept"
 
     def compose(self) -> Any:
         spec = self.spec
@@ -72,6 +110,8 @@ class FormField(Vertical):
         hint = _bounds(spec) if spec.type in ("integer", "number") else ""
         yield Label(f"{title}  [dim]{hint}[/]" if hint else title, classes="field-label")
         yield self.editor()
+        if self.is_concept:
+            yield Static(concept_line(_text(spec.default), self.concepts), classes="field-concepts")
         if spec.help:
             yield Static(spec.help, classes="field-help", markup=False)
         yield Static("", classes="field-problem")
@@ -107,6 +147,14 @@ class FormField(Vertical):
             return Input(placeholder="path to a PNG, JPEG or WebP file", id=wid)
         if spec.type == "image_list":
             return Input(placeholder="image file paths, separated by commas", id=wid)
+        if self.is_concept:
+            return Input(
+                _text(spec.default),
+                placeholder=spec.placeholder or "a concept name",
+                max_length=spec.max_length or 0,
+                suggester=self.suggester(),
+                id=wid,
+            )
         return Input(
             _text(spec.default),
             placeholder=spec.placeholder,
@@ -126,6 +174,28 @@ class FormField(Vertical):
             return widget.text
         assert isinstance(widget, Input)
         return widget.value
+
+    # -- concepts ------------------------------------------------------------------------------
+
+    def suggester(self) -> SuggestFromList | None:
+        names = [c.concept for c in self.concepts]
+        return SuggestFromList(names, case_sensitive=True) if names else None
+
+    def set_concepts(self, concepts: Sequence[ConceptModel]) -> None:
+        """The registry's concepts, offered as the concept is typed."""
+        if not self.is_concept or tuple(concepts) == self.concepts:
+            return
+        self.concepts = tuple(concepts)
+        widget = self.query_one(f"#{field_id(self.spec.name)}", Input)
+        widget.suggester = self.suggester()
+        self.query_one(".field-concepts", Static).update(concept_line(widget.value, concepts))
+
+    @on(Input.Changed)
+    def concept_typed(self, event: Input.Changed) -> None:
+        if self.is_concept:
+            self.query_one(".field-concepts", Static).update(
+                concept_line(event.value, self.concepts)
+            )
 
     def show_problem(self, message: str) -> None:
         self.query_one(".field-problem", Static).update(message)
@@ -168,6 +238,10 @@ def convert_value(spec: InputSpec, raw: Any) -> tuple[bool, Any]:
         return True, [read_image(p) for p in paths]
     if spec.max_length is not None and len(text) > spec.max_length:
         raise FormProblem(f"at most {spec.max_length} characters")
+    if spec.format in TEXT_FORMATS:
+        pattern, described = TEXT_FORMATS[spec.format]
+        if not pattern.fullmatch(text):
+            raise FormProblem(f"must be {described}")
     return True, text
 
 
@@ -207,6 +281,13 @@ class TaskForm(Vertical):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.schema: TaskSchema | None = None
+        self.concepts: tuple[ConceptModel, ...] = ()
+
+    def set_concepts(self, concepts: Sequence[ConceptModel]) -> None:
+        """Offer the registry's concepts in every concept field, now and after `build`."""
+        self.concepts = tuple(concepts)
+        for field in self.fields:
+            field.set_concepts(self.concepts)
 
     async def build(self, schema: TaskSchema | None) -> None:
         self.schema = schema
@@ -223,14 +304,18 @@ class TaskForm(Vertical):
                 (i for i in schema.inputs if i.group == group),
                 key=lambda i: i.order,
             )
-            plain = [FormField(i) for i in fields if not i.advanced]
-            advanced += [FormField(i) for i in fields if i.advanced]
+            plain = [FormField(i, self.concepts) for i in fields if not i.advanced]
+            advanced += [FormField(i, self.concepts) for i in fields if i.advanced]
             if plain:
                 if len(schema.groups) > 1:
                     widgets.append(Label(label, classes="form-group"))
                 widgets += plain
         known = {g for g, _ in schema.groups}
-        widgets += [FormField(i) for i in schema.inputs if i.group not in known and not i.advanced]
+        widgets += [
+            FormField(i, self.concepts)
+            for i in schema.inputs
+            if i.group not in known and not i.advanced
+        ]
         if advanced:
             widgets.append(Collapsible(*advanced, title="Advanced", collapsed=True))
         await self.mount_all(widgets)

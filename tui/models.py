@@ -65,6 +65,8 @@ class InputSpec:
     multiline: bool = False
     placeholder: str = ""
     max_length: int | None = None
+    format: str = ""
+    """A named form the text must have (`concept`: a registry concept name); "" for any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +230,37 @@ class ConceptModel:
     concept: str
     model_id: str
     updated_at: float | None = None
+    version: int | None = None
+    pending_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConceptDetail:
+    """One concept: its current global model, the adapters waiting, how long its history is."""
+
+    concept: str
+    model_id: str
+    version: int | None
+    pending_count: int | None
+    history_length: int | None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryEvent:
+    """One event of a concept's history: an adapter submitted, a merge, or metadata set."""
+
+    seq: int | None
+    index: int | None
+    kind: str
+    by: str
+    at: float | None
+    adapter: str = ""
+    weight: float | None = None
+    model_id: str = ""
+    version: int | None = None
+    adapters: tuple[str, ...] = ()
+    metadata: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
-"""The submit tab: pick a task, fill the form generated from its schema, submit, watch the
-job's progress live, and save its outputs to files."""
+"""The submit tab: pick a task, fill the form generated from its schema (a concept input
+offers the registry's concepts), submit, watch the job's progress live, and save its outputs
+to files."""
 
 from __future__ import annotations
 
@@ -95,6 +96,9 @@ class SubmitPane(Pane):
 
     def show(self, snapshot: NodeSnapshot) -> None:
         super().show(snapshot)
+        registry = snapshot.registry
+        if registry is not None and not isinstance(registry, Unavailable):
+            self.query_one("#task-form", TaskForm).set_concepts(registry.concepts)
         tasks = snapshot.tasks
         if tasks is None:
             return

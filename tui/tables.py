@@ -363,3 +363,20 @@ def number(value: float | None, digits: int = 1) -> str:
     if float(value).is_integer():
         return str(int(value))
     return f"{value:.{digits}f}"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def short_blob(blob_id: str) -> str:
+    """`sha256-1a2b3c4d…`: enough of a blob id to tell models and adapters apart."""
+    return f"{blob_id[:15]}…" if len(blob_id) > 19 else blob_id or "—"
+
+
+def model_summary(model_id: str, version: int | None, pending: int | None) -> str:
+    """`version 3 · sha256-1a2b3c4d…` or `no model yet · 2 adapters waiting`."""
+    parts = [f"version {number(version)} · {short_blob(model_id)}" if model_id else "no model yet"]
+    if pending:
+        parts.append(f"{plural(pending, 'adapter')} waiting")
+    return " · ".join(parts)

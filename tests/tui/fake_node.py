@@ -13,6 +13,8 @@ NOW = 1_800_000_000.0
 NODE = "lb1aaaabbbbccccddddeeeeffffgggghhhhiiiijjjjkkkkllllmmmmnnnnoooo"
 PEER_A = "lb1peeraaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1"
 MODEL = "sha256-" + "ab" * 32
+ADAPTER_A = "sha256-" + "a1" * 32
+ADAPTER_C = "sha256-" + "c3" * 32
 PEER_B = "lb1peerbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb2"
 
 EVERY_INPUT_TASK = {
@@ -205,12 +207,46 @@ ANSWERS: dict[str, Any] = {
             {"peer_id": NODE, "role": "leader", "term": 4},
             {"peer_id": PEER_A, "role": "follower", "term": 4},
         ],
-        "concepts": [{"concept": "my-dog", "model_id": "sha256-" + "ab" * 32, "updated_at": 9}],
+        "concepts": [
+            {
+                "concept": "my-dog",
+                "model_id": "sha256-" + "ab" * 32,
+                "version": 1,
+                "pending_count": 1,
+                "updated_at": NOW - 7190,
+            }
+        ],
         "commits": [
             {"index": 17, "term": 4, "concept": "my-dog", "model_id": "sha256-" + "ab" * 32}
         ],
     },
 }
+
+ANSWERS["/api/v1/registry/concepts/my-dog"] = {
+    "concept": "my-dog",
+    "model": MODEL,
+    "version": 1,
+    "metadata": {"title": "My dog"},
+    "pending_adapters": [
+        {"adapter": ADAPTER_C, "weight": 1, "base": MODEL, "by": PEER_A, "at": (NOW - 20) * 1000}
+    ],
+    "pending_count": 1,
+    "history_length": 4,
+}
+ANSWERS["/api/v1/registry/concepts/my-dog/history"] = {
+    "concept": "my-dog",
+    "events": [
+        {"seq": 1, "index": 11, "kind": "adapter", "adapter": ADAPTER_A, "weight": 4,
+         "base": None, "by": PEER_A, "at": (NOW - 7200) * 1000, "metadata": {}},
+        {"seq": 2, "index": 17, "kind": "merge", "model": MODEL, "parent": None,
+         "adapters": [ADAPTER_A], "weights": [4], "version": 1, "by": NODE,
+         "at": (NOW - 7190) * 1000, "metadata": {}},
+        {"seq": 3, "index": 18, "kind": "metadata", "metadata": {"title": "My dog"},
+         "by": NODE, "at": (NOW - 3600) * 1000},
+        {"seq": 4, "index": 21, "kind": "adapter", "adapter": ADAPTER_C, "weight": 1,
+         "base": MODEL, "by": PEER_A, "at": (NOW - 20) * 1000, "metadata": {}},
+    ],
+}  # fmt: skip
 
 ANSWERS["/api/v1/peers/" + PEER_A] = {
     **ANSWERS["/api/v1/peers"]["peers"][0],

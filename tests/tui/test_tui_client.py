@@ -16,7 +16,7 @@ from lightbox_node.tui.client import (
     parse_metrics,
 )
 
-from tests.tui.fake_node import ANSWERS, NODE, PEER_A, fake_node
+from tests.tui.fake_node import ADAPTER_A, ANSWERS, MODEL, NODE, NOW, PEER_A, fake_node
 
 
 def client_with(**options: object) -> tuple[NodeClient, list[httpx.Request]]:
@@ -57,6 +57,34 @@ def test_answers_become_typed_values_and_requests_carry_the_token() -> None:
         assert registry.members[0].leader and registry.commits[0].index == 17
         assert seen[0].headers["authorization"] == "Bearer secret"
         assert seen[0].headers["x-lightbox-user"] == "alice"
+        await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_concept_and_its_history_become_typed_values() -> None:
+    async def scenario() -> None:
+        client, seen = client_with()
+        (concept,) = (await client.registry()).concepts
+        assert (concept.concept, concept.version, concept.pending_count) == ("my-dog", 1, 1)
+        detail = await client.concept("my-dog")
+        assert (detail.model_id, detail.version, detail.pending_count) == (MODEL, 1, 1)
+        assert detail.history_length == 4 and detail.metadata == {"title": "My dog"}
+        events = await client.concept_history("my-dog", after=2, limit=10)
+        assert dict(seen[-1].url.params) == {"after": "2", "limit": "10"}
+        assert [(e.seq, e.kind) for e in events] == [
+            (1, "adapter"),
+            (2, "merge"),
+            (3, "metadata"),
+            (4, "adapter"),
+        ]
+        adapter, merge, metadata, _ = events
+        assert (adapter.adapter, adapter.weight, adapter.by) == (ADAPTER_A, 4, PEER_A)
+        assert (merge.model_id, merge.version, merge.adapters) == (MODEL, 1, (ADAPTER_A,))
+        assert merge.at == pytest.approx(NOW - 7190), "milliseconds become seconds"
+        assert metadata.metadata == (("title", "My dog"),)
+        await client.concept_history("my-dog")
+        assert dict(seen[-1].url.params) == {}, "the node's own page size"
         await client.aclose()
 
     asyncio.run(scenario())

@@ -66,6 +66,10 @@ def test_every_tab_shows_the_live_node(live_node: RunningNode) -> None:
             await until(pilot, lambda: leader in screen_text(app), what="the registry leader")
             concepts = app.query_one("#registry-concepts", KeyedTable)
             await until(pilot, lambda: "rex" in concepts.keys, what="the offered concept")
+            history = app.query_one("#registry-history", KeyedTable)
+            await until(pilot, lambda: history.keys == ["1"], what="the concept's history")
+            assert history.border_title == "History of rex"
+            assert "adapter sha256-abababab… submitted, weight 2" in screen_text(app)
 
             await pilot.press("7")
             submit = app.query_one(SubmitPane)

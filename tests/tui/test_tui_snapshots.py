@@ -39,7 +39,12 @@ READY: dict[str, tuple[Callable[[DashboardApp], Any], tuple[str, ...]]] = {
     "hosts": (lambda app: "Text to image (txt2img)" in screen_text(app), ("online", "1/1")),
     "jobs": (lambda app: table_rows(app, "#jobs-table") == 4, ("all jobs on this node",)),
     "trust": (lambda app: table_rows(app, "#users-table") == 2, ("suspended", "alice")),
-    "registry": (lambda app: table_rows(app, "#registry-commits") == 1, ("leader",)),
+    "registry": (
+        lambda app: (
+            table_rows(app, "#registry-commits") == 1 and table_rows(app, "#registry-history") == 4
+        ),
+        ("leader", "History of my-dog", "1 adapter merged → version 1"),
+    ),
     "submit": (lambda app: app.query_one("#task-select").value == "txt2img", ("Prompt *",)),
 }
 
