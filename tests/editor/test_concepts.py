@@ -245,7 +245,7 @@ def test_the_concept_picker_offers_the_registrys_concepts_and_shows_a_history(ed
 
     field.locator("input").fill("picker-rex")
     status = field.locator(".concept-status")
-    assert status.inner_text() == "Adds to picker-rex: no model yet · 2 adapters waiting."
+    assert status.inner_text() == "Adds to picker-rex: no model yet · 2 adapters waiting"
     history = editor.page.locator("#concept-history")
     editor.wait("() => document.querySelectorAll('#concept-history tbody tr').length === 2")
     assert "History of picker-rex" in history.inner_text()

@@ -55,16 +55,25 @@ export class ConceptRegistry extends EventTarget {
 
   /**
    * Wait until `name` has a model past `version` (the registry merges a submitted adapter a
-   * few seconds after the job); resolves with its entry, or null after `timeoutMs`.
+   * few seconds after the job); resolves with its entry, or null after `timeoutMs`. Asks
+   * for the one concept once the overview lists it (the overview reads every concept).
    */
-  async awaitMerge(name, version, { timeoutMs = 120_000, everyMs = 2000 } = {}) {
+  async awaitMerge(name, version, { timeoutMs = 180_000, firstMs = 2000, capMs = 10_000 } = {}) {
     const until = Date.now() + timeoutMs;
-    while (Date.now() < until) {
+    for (let wait = firstMs; Date.now() < until; wait = Math.min(capMs, wait * 1.5)) {
       if (this.pending) await this.pending; // it may have been asked before the job was done
-      await this.load({ force: true });
+      if (!this.find(name)) await this.load({ force: true });
+      else {
+        try {
+          const detail = await this.api.concept(name);
+          if (detail.model && detail.version > version) await this.load({ force: true });
+        } catch {
+          // asked again next round
+        }
+      }
       const entry = this.find(name);
       if (entry?.model && entry.version > version) return entry;
-      await new Promise((r) => setTimeout(r, everyMs));
+      await new Promise((r) => setTimeout(r, wait));
     }
     return null;
   }
@@ -93,7 +102,7 @@ export function conceptPicker(registry, f, { id, creates, described, onPick }) {
     else if (!isConceptName(name)) {
       status.textContent = `Must be ${TEXT_FORMATS.concept.described}.`;
       status.classList.add("bad");
-    } else if (entry) status.textContent = `${creates ? "Adds to" : "Paints with"} ${name}: ${describeModel(entry)}.`;
+    } else if (entry) status.textContent = `${creates ? "Adds to" : "Paints with"} ${name}: ${describeModel(entry)}`;
     else if (creates) status.textContent = `A new concept: ${name} is made when the fine-tune is done.`;
     else status.textContent = registry.loaded && !registry.error ? `The registry has no concept ${name} yet.` : "";
   };

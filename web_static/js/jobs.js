@@ -85,7 +85,7 @@ export class JobsPanel {
     const merged = await this.app.concepts.awaitMerge(concept, version);
     if (!card.el.isConnected) return;
     card.el.dataset.merged = String(Boolean(merged));
-    say(merged ? `, and merged: ${concept} is now at ${describeModel(merged)}.` : "; no merge seen yet (the concept's history shows it when it lands).");
+    say(merged ? `, and merged: ${concept} is now at ${describeModel(merged)}` : "; no merge seen yet (the concept's history shows it when it lands).");
   }
 
   card(job, task, controller) {
