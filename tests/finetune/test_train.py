@@ -85,8 +85,8 @@ def test_a_fine_tune_changes_the_concept_prompt_and_keeps_the_class_prompt(pipe:
     """The adapter moves the UNet's prediction for "a photo of a sks dog" four to seven times
     as far as for "a photo of a dog" (prior preservation keeps the class as the base model
     has it). A random-weight model barely reads its prompt (prompts move its prediction by a
-    few per cent), so a prompt never seen in training moves with the concept's (about 0.6 to
-    0.9 of it here); that an unrelated prompt stays put is a trait of a trained base model,
+    few per cent), so a prompt never seen in training moves with the concept's (0.6 to 1.0
+    of it); that an unrelated prompt stays put is a trait of a trained base model,
     which a random one cannot show."""
     adapter = train_lora(pipe, PHOTOS, settings(steps=80, prior_preservation=True))
     concept = merge_adapters([adapter])
