@@ -23,8 +23,9 @@ ROLES = ("queue", "gpu", "registry")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ENV_PREFIX = "LIGHTBOX_"
 CONFIG_FILE_NAME = "config.toml"
-NOT_SETTINGS = frozenset({"DATA_DIR", "ADMIN_PASSWORD"})
-"""`LIGHTBOX_*` variables read elsewhere: where the data is, the password `init --admin` sets."""
+NOT_SETTINGS = frozenset({"DATA_DIR", "ADMIN_PASSWORD", "SMTP_PASSWORD"})
+"""`LIGHTBOX_*` variables read elsewhere: where the data is, the password `init --admin` sets,
+and the SMTP relay's password (a secret: never in the config file, never printed)."""
 
 
 def default_data_dir() -> Path:
@@ -269,6 +270,27 @@ SETTINGS: tuple[Setting, ...] = (
     _setting(
         "models_dir", "Folder of model catalog TOML files; unset uses the bundled catalog.", _path()
     ),
+    _setting(
+        "max_active_jobs",
+        "Jobs one account may have queued or running at once on this queue node.",
+        _int_in(1, 10_000),
+    ),
+    _setting(
+        "pow_difficulty",
+        "Leading zero bits of the proof of work asked to register an account (18: a second or "
+        "two in a browser; 0 turns it off, for private nodes).",
+        _int_in(0, 32),
+    ),
+    _setting(
+        "smtp_host",
+        "SMTP relay for account verification mail; unset sends none. The password, if the "
+        "relay needs one, comes from $LIGHTBOX_SMTP_PASSWORD only.",
+        _text(),
+    ),
+    _setting("smtp_port", "SMTP relay port.", _int_in(1, 65535)),
+    _setting("smtp_sender", "From address of the verification mail.", _text()),
+    _setting("smtp_starttls", "Upgrade the SMTP connection with STARTTLS.", _bool()),
+    _setting("smtp_username", "SMTP login name; unset logs in as nobody.", _text()),
     _setting("log_level", "Least severe log level printed.", _choice(LOG_LEVELS)),
     _setting("log_json", "Print logs as one JSON object per line.", _bool()),
 )
@@ -300,6 +322,13 @@ class NodeConfig:
     federated_priority: float = 400.0
     job_retention_s: float = 86400.0
     models_dir: Path | None = None
+    max_active_jobs: int = 8
+    pow_difficulty: int = 18
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_sender: str | None = None
+    smtp_starttls: bool = True
+    smtp_username: str | None = None
     log_level: str = "info"
     log_json: bool = False
 

@@ -17,8 +17,10 @@ from functools import partial
 import trio
 
 from lightbox_node import __version__
-from lightbox_node.accounts import AccountService
+from lightbox_node.accounts import AccountService, AccountSettings
+from lightbox_node.accounts.mail import SmtpMailer
 from lightbox_node.api import NodeStatus, create_app, serve_http
+from lightbox_node.api.settings import ApiSettings
 from lightbox_node.blob_exchange import PROTOCOL as BLOBS_PROTOCOL
 from lightbox_node.blob_exchange import BlobExchange
 from lightbox_node.blob_references import job_blob_ids, registry_blob_ids
@@ -32,6 +34,7 @@ from lightbox_node.dispatch.federation import Federation
 from lightbox_node.dispatch.host import GpuHost
 from lightbox_node.dispatch.queue import QueueService
 from lightbox_node.dispatch.test_tasks import test_task_runners
+from lightbox_node.errors import ConfigError
 from lightbox_node.gossip.peer_policy import load_policy
 from lightbox_node.identity import Identity, PeerId
 from lightbox_node.net import dial, serve_links
@@ -87,8 +90,15 @@ async def run_node(
         )
         api_token = await trio.to_thread.run_sync(_api_token, config)
         # Accounts get their own connection, so their writes never land in a journal batch.
+        mailer = _mailer(config)  # a half-configured relay fails before anything starts
         accounts = await trio.to_thread.run_sync(
-            AccountService.open, config.database_file, identity
+            partial(
+                AccountService.open,
+                config.database_file,
+                identity,
+                AccountSettings(pow_difficulty=config.pow_difficulty),
+                mailer=mailer,
+            )
         )
         policy = await trio.to_thread.run_sync(
             lambda: load_policy(database, allowlist_only=config.allowlist_only)
@@ -167,6 +177,7 @@ async def run_node(
                         jobs.queue,
                         api_token=api_token,
                         accounts=accounts,
+                        settings=ApiSettings(max_active_jobs=config.max_active_jobs),
                         registry=registry,
                         merge=merger.merge if merger is not None else None,
                     ),
@@ -375,6 +386,22 @@ async def _model_runners(config: NodeConfig) -> dict:
         log.info("model not served", extra={"reason": reason})
     log.info("serving models", extra={"tasks": ",".join(sorted(runners))})
     return runners
+
+
+def _mailer(config: NodeConfig) -> SmtpMailer | None:
+    """The SMTP relay of the settings (password from $LIGHTBOX_SMTP_PASSWORD), if any."""
+    if config.smtp_host is None:
+        return None
+    if config.smtp_sender is None:
+        raise ConfigError("smtp_host is set but smtp_sender is not: set the From address too")
+    return SmtpMailer(
+        config.smtp_host,
+        config.smtp_port,
+        config.smtp_sender,
+        starttls=config.smtp_starttls,
+        username=config.smtp_username,
+        password=os.environ.get("LIGHTBOX_SMTP_PASSWORD"),
+    )
 
 
 def _api_token(config: NodeConfig) -> str:
