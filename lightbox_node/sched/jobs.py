@@ -131,6 +131,41 @@ class Job:
     def current_attempt(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
 
+    def snapshot(self) -> Job:
+        """A copy that another thread may read while this one goes on changing the job
+        (its attempts, faults and results are copied too; the spec is immutable)."""
+        return Job(
+            spec=self.spec,
+            state=self.state,
+            priority=self.priority,
+            queued_at=self.queued_at,
+            attempts=[
+                Attempt(a.number, a.host, a.dispatched_at, a.deadline, a.outcome)
+                for a in self.attempts
+            ],
+            faults=list(self.faults),
+            progress=self.progress,
+            progress_message=self.progress_message,
+            results=list(self.results),
+            finished_at=self.finished_at,
+            error=self.error,
+        )
+
+    def complete(self, results: list[str], now: float) -> None:
+        """End the job DONE with these result blob ids; its current attempt ends "done".
+
+        The one place that says what a done job looks like, so that a queue node can
+        journal a copy of a job completed this way before the scheduler completes the job.
+        """
+        attempt = self.current_attempt
+        if attempt is None:
+            raise JobError(f"job {self.job_id} was never dispatched, so it cannot be done")
+        self.move_to(JobState.DONE)
+        attempt.outcome = "done"
+        self.results = list(results)
+        self.progress = 1.0
+        self.finished_at = now
+
     def move_to(self, state: JobState) -> None:
         if state not in TRANSITIONS[self.state]:
             raise JobError(f"job {self.job_id} cannot go from {self.state.value} to {state.value}")

@@ -396,10 +396,8 @@ class Scheduler:
         job = self._current(job_id, host, attempt)
         if job is None:
             return []
-        self._leave_host(job).outcome = "done"
-        job.results = list(results)
-        job.progress = 1.0
-        self._finish(job, JobState.DONE, now)
+        self._leave_host(job)
+        job.complete(results, now)
         self._counters["done"] += 1
         return [JobChanged(job), *self._fill_all(now)]
 
@@ -560,14 +558,19 @@ class Scheduler:
             self._offering[spec.task] = offering
         candidates = [h for h in offering if h.online] or offering
         candidates = [h for h in candidates if h.peer != avoid] or candidates
-        if not candidates:
-            return None
-        return min(candidates, key=self._load_key).peer
-
-    def _load_key(self, h: _Host) -> tuple[float, int, str]:
-        backlog = h.queue.total_cost + h.in_flight_cost
-        per_slot = backlog / h.slots if h.slots > 0 else math.inf
-        return (per_slot, len(h.queue), h.name)
+        # The least (backlog per slot, queued jobs, name); the backlog alone decides almost
+        # every comparison, so the rest of the key is looked at only on a tie.
+        best: _Host | None = None
+        best_load = math.inf
+        for h in candidates:
+            load = (h.queue.total_cost + h.in_flight_cost) / h.slots if h.slots > 0 else math.inf
+            if (
+                best is None
+                or load < best_load
+                or (load == best_load and (len(h.queue), h.name) < (len(best.queue), best.name))
+            ):
+                best, best_load = h, load
+        return None if best is None else best.peer
 
     def _requeue_target(self, spec: JobSpec, avoid: PeerId | None = None) -> PeerId | None:
         if spec.host is not None:

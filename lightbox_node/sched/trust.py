@@ -238,6 +238,16 @@ class TrustLedger:
             for user, a in sorted(self._accounts.items())
         ]
 
+    def rows(self, users: Iterable[str]) -> list[TrustRow]:
+        """`snapshot` rows of just these users (those with an account), sorted by user: what
+        a shell saves after changing a few accounts, without walking every account."""
+        accounts = self._accounts
+        return [
+            TrustRow(user, a.trust, a.updated_at, a.suspended, a.reason)
+            for user in sorted(set(users))
+            if (a := accounts.get(user)) is not None
+        ]
+
     def load(self, rows: Iterable[TrustRow | tuple]) -> None:
         """Restore accounts from `snapshot` rows (or equal tuples), replacing those users'.
 

@@ -255,3 +255,12 @@ def test_snapshot_and_load_survive_a_restart_without_resetting_anyone() -> None:
 def test_bad_trust_settings_are_refused(settings: dict) -> None:
     with pytest.raises(ValueError):
         TrustParams(**settings)
+
+
+def test_rows_of_some_users_are_their_snapshot_rows_and_skip_users_without_accounts() -> None:
+    ledger = TrustLedger()
+    for user, cost in (("cy", 1), ("alice", 2), ("bob", 3)):
+        ledger.charge(user, cost * STANDARD_IMAGE_COST, 10.0)
+    ledger.suspend("bob", "spam", 20.0)
+    wanted = ledger.rows(["cy", "bob", "nobody", "cy"])
+    assert wanted == [row for row in ledger.snapshot() if row.user in {"bob", "cy"}]
