@@ -30,7 +30,7 @@ class JobClient:
         return await self.service.submit(self.user, task, inputs or {}, host=host)
 
     def watch(self, job_id: str) -> AsyncIterator[JobView]:
-        self._own(job_id)
+        self._check_owner(job_id)
         return self.service.watch(job_id)
 
     async def wait(self, job_id: str) -> JobView:
@@ -42,19 +42,18 @@ class JobClient:
         return last
 
     async def result(self, job_id: str) -> dict[str, bytes]:
-        self._own(job_id)
+        self._check_owner(job_id)
         return dict(await self.service.result(job_id))
 
     async def cancel(self, job_id: str) -> JobView:
-        self._own(job_id)
+        self._check_owner(job_id)
         return await self.service.cancel(job_id)
 
     def job(self, job_id: str) -> JobView:
-        return self._own(job_id)
+        self._check_owner(job_id)
+        return self.service.job(job_id)
 
-    def _own(self, job_id: str) -> JobView:
-        view = self.service.job(job_id)
-        if view.owner != self.user:
+    def _check_owner(self, job_id: str) -> None:
+        if self.service.owner(job_id) != self.user:
             # Same message as for an unknown id: job ids of others are not confirmed.
             raise JobError(f"no job {job_id} of user {self.user!r}")
-        return view

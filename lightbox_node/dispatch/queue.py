@@ -9,14 +9,18 @@ latest state, so a slow watcher misses intermediate progress, never the outcome.
 A host's result arrives inline or as blob references (see `protocol`); referenced blobs are
 fetched from the host (`fetch_blob`, verified by the blob exchange) and found complete in
 this node's store before the job is called done; a fetch that fails faults the attempt.
+The journal writer stores a result and journals its job done in one worker-thread call,
+so a finished job costs one trip to a worker thread, not two; small results are also kept
+in memory for a while, since their owner usually fetches them at once.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
+import math
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +61,10 @@ JOURNAL_IDLE_FLUSH_S = 0.05
 """Non-final updates (progress, dispatch) are journaled in batches at most this late."""
 
 PURGE_EVERY_S = 600.0
+
+RECENT_RESULTS_BYTES = 16 << 20
+"""Bytes of recently stored inline results kept in memory, so fetching them soon after the
+job ends (or relaying them to the node that federated the job) needs no disk read."""
 
 BlobFetcher = Callable[[BlobId, list[PeerId], int], Awaitable[object]]
 """Makes a blob present in this node's store, fetched from the given peers, refusing one
@@ -118,12 +126,7 @@ def _account(job: Job) -> str:
 
 def _copy(job: Job) -> Job:
     """A snapshot the journal thread can read while the trio thread changes the original."""
-    return dataclasses.replace(
-        job,
-        attempts=[dataclasses.replace(a) for a in job.attempts],
-        faults=list(job.faults),
-        results=list(job.results),
-    )
+    return job.snapshot()
 
 
 def view_of(job: Job) -> JobView:
@@ -182,6 +185,18 @@ class _PendingAccept:
     error: BaseException | None = None
 
 
+@dataclass(slots=True)
+class _PendingResult:
+    """A `done` whose result the journal writer stores, journaling the job done with it."""
+
+    done: Done
+    collecting: _Collecting
+    snapshot: Job | None = None
+    """A copy of the job, completed in the worker thread with the stored result's ids."""
+    outcome: list[str] | str = "the result was not stored"
+    """The result blob ids, or why the attempt faults."""
+
+
 class QueueService:
     """A queue node's jobs: submission, dispatch to attached hosts, journal, watchers.
 
@@ -221,11 +236,18 @@ class QueueService:
         """`offered_tasks`, computed once per change of hosts (it is read on every submit)."""
         self._watchers: dict[str, trio.Event] = {}
         self._accepts: list[_PendingAccept] = []
+        self._results: list[_PendingResult] = []
         self._updates: dict[str, Job] = {}
+        self._done_journaled: set[str] = set()
+        """Jobs just completed whose done state the journal holds already (see `_write`)."""
+        self._recent: OrderedDict[str, bytes] = OrderedDict()
+        self._recent_bytes = 0
         self._delivered: dict[str, float] = {}
         self._journal_wake = trio.Event()
         self._journal_urgent = trio.Event()
         self._tick_wake = trio.Event()
+        self._tick_at = -math.inf
+        """When the ticker wakes by itself; an earlier deadline has to wake it."""
         self._task_nursery: trio.Nursery | None = None
         self.find_host: Callable[[PeerId], bool] = lambda host: False
         """Called for a chosen host not attached here; federation makes it reachable."""
@@ -348,7 +370,7 @@ class QueueService:
     # -- results ------------------------------------------------------------------------------
 
     def _collect(self, host: PeerId, done: Done, holders: tuple[PeerId, ...]) -> None:
-        """Store a `done`'s inline outputs and fetch its blobs, then call the job done.
+        """Fetch a `done`'s referenced blobs, then have its result stored and the job done.
 
         Only for the attempt in flight on that host, so a host cannot make this node fetch
         for anything else, and once per attempt; `_changed` cancels the work when the
@@ -365,31 +387,17 @@ class QueueService:
             return  # a repeated done: its result is already on the way
         collecting = _Collecting(host, done.attempt, trio.CancelScope())
         self._collecting[done.job_id] = collecting
-        assert self._task_nursery is not None, "the queue service is not running"
-        self._task_nursery.start_soon(self._collect_result, done, collecting, list(holders))
-
-    async def _collect_result(
-        self, done: Done, collecting: _Collecting, holders: list[PeerId]
-    ) -> None:
-        outcome: list[str] | str = "the result was not collected"
-        try:
-            with collecting.scope:
-                outcome = await self._gather(done, collecting.host, holders)
-        finally:
-            if self._collecting.get(done.job_id) is collecting:
-                del self._collecting[done.job_id]
-        if collecting.scope.cancelled_caught:
-            return  # the attempt ended meanwhile; the scheduler has moved on
-        host, now = collecting.host, self._wall()
-        if isinstance(outcome, str):
-            log.info("result not taken", extra={"job": done.job_id, "reason": outcome[:300]})
-            reason = outcome[:MAX_REASON]
-            self._apply(self.scheduler.job_faulted(done.job_id, host, done.attempt, reason, now))
+        problem = self._result_problem(done)
+        if problem is not None:
+            self._not_taken(done, collecting, problem)
+        elif done.refs:
+            assert self._task_nursery is not None, "the queue service is not running"
+            self._task_nursery.start_soon(self._fetch_result, done, collecting, list(holders))
         else:
-            self._apply(self.scheduler.job_done(done.job_id, host, done.attempt, outcome, now))
+            self._to_store(done, collecting)
 
-    async def _gather(self, done: Done, host: PeerId, holders: list[PeerId]) -> list[str] | str:
-        """The result blob ids of a `done`, in order, or why the attempt faults."""
+    def _result_problem(self, done: Done) -> str | None:
+        """Why a `done`'s result is refused before anything is fetched, if it is."""
         total = done.total_bytes
         if total > self.max_result_bytes:
             return (
@@ -400,14 +408,32 @@ class QueueService:
         for ref in done.refs:
             if sizes.setdefault(ref.blob_id, ref.size) != ref.size:
                 return f"the host gave result blob {ref.blob_id} two different sizes"
-        if sizes:
-            job = self.scheduler.job(done.job_id)
-            message = f"fetching the result ({_mib(sum(sizes.values()))}) from the host"
-            self._apply(
-                self.scheduler.job_progress(
-                    done.job_id, host, done.attempt, job.progress, message, self._wall()
-                )
+        return None
+
+    async def _fetch_result(
+        self, done: Done, collecting: _Collecting, holders: list[PeerId]
+    ) -> None:
+        problem: str | None = None
+        with collecting.scope:
+            problem = await self._fetch_blobs(done, collecting.host, holders)
+        if collecting.scope.cancelled_caught:
+            self._stop_collecting(done.job_id, collecting)
+            return  # the attempt ended meanwhile; the scheduler has moved on
+        if problem is not None:
+            self._not_taken(done, collecting, problem)
+        else:
+            self._to_store(done, collecting)
+
+    async def _fetch_blobs(self, done: Done, host: PeerId, holders: list[PeerId]) -> str | None:
+        """Make a `done`'s referenced blobs present here; None, or why the attempt faults."""
+        sizes = {ref.blob_id: ref.size for ref in done.refs}
+        job = self.scheduler.job(done.job_id)
+        message = f"fetching the result ({_mib(sum(sizes.values()))}) from the host"
+        self._apply(
+            self.scheduler.job_progress(
+                done.job_id, host, done.attempt, job.progress, message, self._wall()
             )
+        )
         where = ", ".join(peer.short for peer in holders) or "nobody"
         for blob_id, size in sizes.items():
             try:
@@ -417,8 +443,67 @@ class QueueService:
             except Exception as exc:  # a bug in the fetcher must not stop the queue node
                 log.exception("fetching a result blob crashed", extra={"job": done.job_id})
                 return f"could not fetch result blob {blob_id}: {type(exc).__name__}: {exc}"
+        return None
+
+    def _to_store(self, done: Done, collecting: _Collecting) -> None:
+        """Hand a result to the journal writer (someone waits for it: no batching delay)."""
+        self._results.append(_PendingResult(done, collecting))
+        self._journal_wake.set()
+        self._journal_urgent.set()
+
+    def _not_taken(self, done: Done, collecting: _Collecting, reason: str) -> None:
+        self._stop_collecting(done.job_id, collecting)
+        log.info("result not taken", extra={"job": done.job_id, "reason": reason[:300]})
+        self._apply(
+            self.scheduler.job_faulted(
+                done.job_id, collecting.host, done.attempt, reason[:MAX_REASON], self._wall()
+            )
+        )
+
+    def _stop_collecting(self, job_id: str, collecting: _Collecting) -> None:
+        if self._collecting.get(job_id) is collecting:
+            del self._collecting[job_id]
+
+    def _wanted(self, result: _PendingResult) -> Job | None:
+        """The job whose result this is, while the attempt it came from is in flight."""
+        done, collecting = result.done, result.collecting
+        if self._collecting.get(done.job_id) is not collecting:
+            return None
         try:
-            return await trio.to_thread.run_sync(self._store_outputs, done.outputs)
+            job = self.scheduler.job(done.job_id)
+        except UnknownJob:
+            return None
+        return job if _is_in_flight(job, collecting.host, done.attempt) else None
+
+    def _result_stored(self, result: _PendingResult, now: float, *, journaled: bool) -> None:
+        """After the journal writer: the job done (or its attempt faulted) in the scheduler.
+
+        The writer journaled the job done already when `journaled`; then, if the job ends
+        exactly as it was journaled, it is final at once, without another write.
+        """
+        done, collecting = result.done, result.collecting
+        job = self._wanted(result)
+        self._stop_collecting(done.job_id, collecting)
+        if job is None:
+            return  # the attempt ended meanwhile; its new state overwrites the journaled one
+        if isinstance(result.outcome, str):
+            self._not_taken(done, collecting, result.outcome)
+            return
+        self._remember(done.outputs, result.outcome)
+        actions = self.scheduler.job_done(
+            done.job_id, collecting.host, done.attempt, result.outcome, now
+        )
+        if journaled and result.snapshot == job:
+            self._done_journaled.add(job.job_id)
+        try:
+            self._apply(actions)
+        finally:
+            self._done_journaled.discard(job.job_id)
+
+    def _store_result(self, done: Done) -> list[str] | str:
+        """Runs in a worker thread: `_store_outputs`, with a failure as the reason."""
+        try:
+            return self._store_outputs(done.outputs)
         except (StoreError, OSError) as exc:
             log.error("cannot store a result", extra={"job": done.job_id, "error": str(exc)})
             return f"the queue node could not store the result: {exc}"
@@ -446,6 +531,25 @@ class QueueService:
             raise BlobNotFound(
                 f"blob {blob_id} is not here, and this queue node cannot fetch blobs from hosts"
             )
+
+    def _remember(self, outputs: list[tuple[str, OutputData]], ids: list[str]) -> None:
+        """Keep a just-stored result's inline outputs in memory (see RECENT_RESULTS_BYTES)."""
+        for (_, data), blob_id in zip(outputs, ids, strict=True):
+            if isinstance(data, BlobRef) or blob_id in self._recent:
+                continue
+            self._recent[blob_id] = data
+            self._recent_bytes += len(data)
+        while self._recent_bytes > RECENT_RESULTS_BYTES:
+            _, data = self._recent.popitem(last=False)
+            self._recent_bytes -= len(data)
+
+    def _recalled(self, ids: list[BlobId]) -> list[bytes] | None:
+        """The bytes of these blobs if every one is among the recent results, else None."""
+        recent = self._recent
+        found = [recent.get(str(blob_id)) for blob_id in ids]
+        if any(data is None for data in found):
+            return None
+        return found  # type: ignore[return-value]
 
     # -- tasks on offer -----------------------------------------------------------------------
 
@@ -530,6 +634,10 @@ class QueueService:
     def job(self, job_id: str) -> JobView:
         return view_of(self.scheduler.job(job_id))
 
+    def owner(self, job_id: str) -> str:
+        """Who submitted the job (`peer:<id>` for a federated one); raises UnknownJob."""
+        return self.scheduler.job(job_id).spec.owner
+
     def jobs(self) -> list[JobView]:
         return [view_of(job) for job in self.scheduler.jobs()]
 
@@ -558,7 +666,9 @@ class QueueService:
         first under the output's name, the next as `images[1]`, `images[2]`, …
         """
         job, ids = self._results_of(job_id)
-        data = await trio.to_thread.run_sync(lambda: [self.blobs.get(i) for i in ids])
+        data = self._recalled(ids)
+        if data is None:
+            data = await trio.to_thread.run_sync(lambda: [self.blobs.get(i) for i in ids])
         return self._delivered_as(job, data)
 
     async def result_for_relay(self, job_id: str) -> list[tuple[str, OutputData]]:
@@ -566,6 +676,9 @@ class QueueService:
         fit, the largest as references to blobs held here (the other node fetches them from
         this one). Marks the job delivered, like `result`."""
         job, ids = self._results_of(job_id)
+        recalled = self._recalled(ids)
+        if recalled is not None and not blob_indices([len(d) for d in recalled]):
+            return self._delivered_as(job, list(recalled))
 
         def read() -> list[OutputData]:
             sizes = [self.blobs.size(blob_id) for blob_id in ids]
@@ -612,7 +725,9 @@ class QueueService:
             elif isinstance(action, JobChanged):
                 self._changed(action.job)
         if actions:
-            self._tick_wake.set()  # deadlines may have moved
+            deadline = self.scheduler.next_deadline()
+            if deadline is not None and deadline < self._tick_at:
+                self._tick_wake.set()  # a deadline before the ticker would wake
 
     def _push(self, dispatch: Dispatch) -> None:
         job, attempt = dispatch.job, dispatch.attempt
@@ -630,6 +745,12 @@ class QueueService:
         collecting = self._collecting.get(job.job_id)
         if collecting is not None and not _is_in_flight(job, collecting.host, collecting.attempt):
             collecting.scope.cancel()  # its result is no longer wanted
+        if job.job_id in self._done_journaled:
+            # Done exactly as the journal writer wrote it with its result: final already.
+            self._updates.pop(job.job_id, None)
+            self._notify(job.job_id)
+            self._finished(_copy(job))
+            return
         self._updates[job.job_id] = job
         self._journal_wake.set()
         if job.state.is_final:
@@ -664,24 +785,37 @@ class QueueService:
             accepts, self._accepts = self._accepts, []
             updates, self._updates = self._updates, {}
             delivered, self._delivered = self._delivered, {}
+            results: list[_PendingResult] = []
+            for result in self._results:
+                job = self._wanted(result)
+                if job is None:
+                    self._stop_collecting(result.done.job_id, result.collecting)
+                else:
+                    result.snapshot = _copy(job)
+                    results.append(result)
+            self._results = []
+            now = self._wall()
             # Trust changes only when a job is charged (accepted) or refunded (ended).
             touched = {_account(p.job) for p in accepts} | {
                 _account(job) for job in updates.values() if job.state.is_final
             }
             trust_rows = [
                 (r.user, r.trust, r.updated_at, r.suspended, r.reason)
-                for r in self.scheduler.ledger.snapshot()
-                if r.user in touched
+                for r in self.scheduler.ledger.rows(touched)
             ]
+            journaled = False
             try:
                 async with self._db_lock:
                     await trio.to_thread.run_sync(
                         self._write,
                         [_copy(p.job) for p in accepts],
                         [_copy(job) for job in updates.values()],
+                        results,
+                        now,
                         trust_rows,
                         delivered,
                     )
+                journaled = True
             except (StoreError, OSError) as exc:
                 log.error("journal write failed", extra={"error": str(exc)})
                 for pending in accepts:
@@ -692,22 +826,37 @@ class QueueService:
                 if job.state.is_final:
                     self._notify(job.job_id)
                     self._finished(_copy(job))
+            for result in results:
+                self._result_stored(result, now, journaled=journaled)
 
     def _write(
         self,
         accepts: list[Job],
         updates: list[Job],
+        results: list[_PendingResult],
+        now: float,
         trust_rows: list[Any],
         delivered: dict[str, float],
     ) -> None:
         """Runs in a worker thread, on copies taken in the trio thread (see `_copy`).
 
-        One transaction, so one fsync, however much accumulated since the last write.
+        One transaction, so one fsync, however much accumulated since the last write. The
+        results are stored first; each job whose result was stored is journaled done with
+        it (its snapshot completed as the scheduler will complete the job, at `now`), after
+        its older changes, so nobody has to wait for another write to learn it is done.
         """
+        completed: list[Job] = []
+        for result in results:
+            result.outcome = self._store_result(result.done)
+            if isinstance(result.outcome, list):
+                assert result.snapshot is not None
+                result.snapshot.complete(result.outcome, now)
+                completed.append(result.snapshot)
         with self._journal.batch():
             if accepts:
                 self._journal.accept_many(accepts)
             self._journal.update_many(updates)
+            self._journal.update_many(completed)
             self._trust_store.save(trust_rows)
             for job_id, when in delivered.items():
                 with contextlib.suppress(UnknownJob):  # purged meanwhile
@@ -716,10 +865,13 @@ class QueueService:
     async def _ticker(self) -> None:
         while True:
             deadline = self.scheduler.next_deadline()
-            wait = 60.0 if deadline is None else max(0.0, deadline - self._wall())
-            with trio.move_on_after(min(wait, 60.0)):
+            now = self._wall()
+            wait = 60.0 if deadline is None else min(60.0, max(0.0, deadline - now))
+            self._tick_at = now + wait
+            with trio.move_on_after(wait):
                 await self._tick_wake.wait()
             self._tick_wake = trio.Event()
+            self._tick_at = -math.inf  # the loop looks at the deadlines again anyway
             self._apply_tick()
 
     def _apply_tick(self) -> None:
