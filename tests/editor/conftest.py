@@ -27,7 +27,18 @@ ARGS = [
 
 @pytest.fixture(scope="package")  # torn down with the package: sync Playwright runs a loop
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
-    running = RunningNode(tmp_path_factory.mktemp("editor-node"))
+    """A node with all roles, the test tasks and the tiny demo models (real diffusers, rembg
+    and RRDBNet code paths on random weights), so image tasks run for real in the browser.
+    The models are built here first, so the node's start does not race the tests' clocks."""
+    data_dir = tmp_path_factory.mktemp("editor-node")
+    try:
+        from lightbox_node.runners import build_tiny_models
+    except ImportError:  # no ml extra: the image-task tests skip
+        extra: tuple[str, ...] = ()
+    else:
+        build_tiny_models(data_dir)
+        extra = ("--set", "demo_models=true")
+    running = RunningNode(data_dir, *extra)
     try:
         yield running
     finally:
