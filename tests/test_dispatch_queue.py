@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from lightbox_node.dispatch.client import JobClient
-from lightbox_node.dispatch.protocol import Hello, encode
+from lightbox_node.dispatch.protocol import Hello, Run, encode, parse_queue_message
 from lightbox_node.dispatch.queue import QueueService
 from lightbox_node.dispatch.test_tasks import NoopTask
 from lightbox_node.errors import StoreError
@@ -135,3 +136,35 @@ async def test_a_missed_deadline_requeues_the_job_without_waiting_for_the_ticker
         assert time.monotonic() - began < 5
         assert "missed its deadline" in queue.job(view.job_id).faults[0]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_job_whose_acceptance_cannot_be_journaled_is_refused_and_the_journal_goes_on(
+    tmp_path: Path,
+) -> None:
+    async with queue_with_scripted_host(tmp_path, Fetcher()) as (queue, host):
+        sent: list[Any] = []
+        port = host.port
+
+        def recording_port(body: Any) -> bool:
+            sent.append(parse_queue_message(body))
+            return port(body)
+
+        queue.attach_host(HOST, recording_port)
+        queue.host_message(HOST, encode(Hello([NoopTask.schema.to_wire()], 1)))
+        accept_many = queue._journal.accept_many
+
+        def failing(jobs: Any) -> None:
+            raise StoreError("the disk is full")
+
+        queue._journal.accept_many = failing  # type: ignore[method-assign]
+        with pytest.raises(StoreError, match="could not be journaled: the disk is full"):
+            await JobClient(queue, "alice").submit("noop")
+        (refused,) = [job for job in queue.jobs() if job.owner == "alice"]
+        assert refused.state == "cancelled"
+        assert not [m for m in sent if isinstance(m, Run)]  # it never went to the host
+        queue._journal.accept_many = accept_many  # type: ignore[method-assign]
+        run = await running_job(queue, host)  # the journal goes on with the next jobs
+        queue.host_message(HOST, ["done", run.job_id, run.attempt, [["status", b"ok"]]])
+        assert (await until(queue, run.job_id, lambda v: v.is_final)).state == "done"
+        assert journaled_state(tmp_path, run.job_id)[0] == "done"
+        assert JobJournal(open_database(tmp_path / "queue.sqlite3")).load(refused.job_id) is None

@@ -240,6 +240,9 @@ class QueueService:
         self._updates: dict[str, Job] = {}
         self._done_journaled: set[str] = set()
         """Jobs just completed whose done state the journal holds already (see `_write`)."""
+        self._not_journaled: set[str] = set()
+        """Jobs refused because their acceptance could not be journaled: none of their later
+        changes is written (there is no row to change)."""
         self._recent: OrderedDict[str, bytes] = OrderedDict()
         self._recent_bytes = 0
         self._delivered: dict[str, float] = {}
@@ -625,6 +628,7 @@ class QueueService:
         self._journal_urgent.set()
         await pending.written.wait()
         if pending.error is not None:
+            self._not_journaled.add(spec.job_id)
             self._apply(self.scheduler.cancel(spec.job_id, self._wall()))
             raise StoreError(f"the job could not be journaled: {pending.error}")
         self._apply(actions)
@@ -785,10 +789,17 @@ class QueueService:
             accepts, self._accepts = self._accepts, []
             updates, self._updates = self._updates, {}
             delivered, self._delivered = self._delivered, {}
+            for pending in accepts:
+                updates.pop(pending.job.job_id, None)  # its acceptance is written as it is now
+            for job_id in self._not_journaled & updates.keys():
+                if updates.pop(job_id).state.is_final:
+                    self._not_journaled.discard(job_id)
+                    self._notify(job_id)
+            ended = [j for j in (*updates.values(), *(p.job for p in accepts)) if j.state.is_final]
             results: list[_PendingResult] = []
             for result in self._results:
                 job = self._wanted(result)
-                if job is None:
+                if job is None or job.job_id in self._not_journaled:
                     self._stop_collecting(result.done.job_id, result.collecting)
                 else:
                     result.snapshot = _copy(job)
@@ -796,9 +807,7 @@ class QueueService:
             self._results = []
             now = self._wall()
             # Trust changes only when a job is charged (accepted) or refunded (ended).
-            touched = {_account(p.job) for p in accepts} | {
-                _account(job) for job in updates.values() if job.state.is_final
-            }
+            touched = {_account(p.job) for p in accepts} | {_account(job) for job in ended}
             trust_rows = [
                 (r.user, r.trust, r.updated_at, r.suspended, r.reason)
                 for r in self.scheduler.ledger.rows(touched)
@@ -822,10 +831,9 @@ class QueueService:
                     pending.error = exc
             for pending in accepts:
                 pending.written.set()
-            for job in updates.values():
-                if job.state.is_final:
-                    self._notify(job.job_id)
-                    self._finished(_copy(job))
+            for job in ended:
+                self._notify(job.job_id)
+                self._finished(_copy(job))
             for result in results:
                 self._result_stored(result, now, journaled=journaled)
 
