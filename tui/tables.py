@@ -15,9 +15,14 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar
 
+from rich.padding import Padding
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual._two_way_dict import TwoWayDict
+from textual.geometry import Region
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellKey, ColumnKey, Row, RowKey
 
@@ -70,6 +75,17 @@ class Column:
     width: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    """What every line of one frame shares, looked up once per frame instead of per line
+    (each lookup walks the widget's ancestors' styles)."""
+
+    base: Style
+    rows: tuple[Style, Style]  # even, odd (zebra stripes)
+    widths: tuple[int, ...]
+    width: int
+
+
 @dataclass(slots=True)
 class ApplyStats:
     """What one batch did, for tests and the benchmark."""
@@ -111,17 +127,26 @@ class KeyedTable(DataTable, Generic[S]):
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, id=id, classes=classes)
-        self.column_specs = tuple(columns)
-        self.render_row = render
-        self.sort_column = sort_column
-        self.sort_reverse = reverse
+        # Before DataTable's __init__, whose watchers clear caches and count rows.
         self._signatures: dict[str, Hashable] = {}
         self._cells: dict[str, tuple[Cell, ...]] = {}
         self._row_keys: dict[str, RowKey] = {}
         self._order: list[str] = []
         self._order_keys: dict[str, tuple[int, Any]] = {}
         """Each row's sort key in the sort column, kept as rows change so sorting is cheap."""
+        self._frame: _Frame | None = None
+        self._drawn_cells: dict[tuple[Any, ...], tuple[Cell, list[Segment]]] = {}
+        """A cell's segments by (cell, width, style before, style after), without the row
+        and column that DataTable's mouse handling reads from each segment."""
+        self._plain_cells: dict[tuple[int, int], tuple[Cell, list[Segment]]] = {}
+        self._cell_meta: dict[tuple[int, int], Style] = {}
+        self._placed: dict[tuple[Style, Style], Style] = {}
+        self._drawn_header: tuple[tuple[Any, ...], Any] | None = None
+        super().__init__(cursor_type="row", zebra_stripes=True, id=id, classes=classes)
+        self.column_specs = tuple(columns)
+        self.render_row = render
+        self.sort_column = sort_column
+        self.sort_reverse = reverse
         self._column_keys = [c.key for c in self.column_specs]
         self._column_objects = [ColumnKey(c.key) for c in self.column_specs]
         for column in self.column_specs:
@@ -248,6 +273,183 @@ class KeyedTable(DataTable, Generic[S]):
         self._order_keys.clear()
         return super().clear(columns)
 
+    # -- drawing -----------------------------------------------------------------------------
+
+    # DataTable renders a line's cells through Rich again whenever any row changed (its caches
+    # are keyed by a counter that every change bumps, and by row position, which moves
+    # whenever a row is added above). Here a cell is rendered once for what it shows and how
+    # (cells are shared, so a `done` or `running` cell serves every row that shows it) and
+    # only the row and column are added per frame. The header and any table with row
+    # labels, fixed rows or columns, or a non-row cursor take DataTable's own path.
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._frame = None
+        if not (self.fixed_rows or self.fixed_columns or self._should_render_row_labels):
+            widths = tuple(column.get_render_width(self) for column in self.ordered_columns)
+            self._frame = _Frame(
+                self.rich_style,
+                (
+                    self.get_component_styles("datatable--even-row").rich_style,
+                    self.get_component_styles("datatable--odd-row").rich_style,
+                ),
+                widths,
+                self.size.width,
+            )
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._frame = None
+
+    def render_line(self, y: int) -> Strip:
+        frame = self._frame
+        if frame is None:
+            return super().render_line(y)
+        scroll_x, scroll_y = self.scroll_offset
+        if y >= (self.header_height if self.show_header else 0):
+            y += scroll_y
+        return self._render_line(y, scroll_x, scroll_x + frame.width, frame.base)
+
+    def _render_line_in_row(
+        self,
+        row_key: RowKey,
+        line_no: int,
+        base_style: Style,
+        cursor_location: Any,
+        hover_location: Any,
+    ) -> tuple[list[list[Segment]], list[list[Segment]]]:
+        frame = self._frame
+        if row_key is self._header_row_key and frame is not None:
+            # The header changes with the columns' labels and widths only (a new label
+            # clears the caches), not with every batch of rows.
+            key = (
+                line_no,
+                base_style,
+                cursor_location.row == -1,
+                hover_location.row == -1,
+                frame.widths,
+                frame.width,
+                self.show_cursor,
+                self._show_hover_cursor,
+                self._pseudo_class_state,
+            )
+            if self._drawn_header is None or self._drawn_header[0] != key:
+                drawn_header = super()._render_line_in_row(
+                    row_key, line_no, base_style, cursor_location, hover_location
+                )
+                self._drawn_header = (key, drawn_header)
+            return self._drawn_header[1]
+        cells = self._cells.get(row_key.value) if isinstance(row_key.value, str) else None
+        row_index = self._row_locations.get(row_key)
+        if frame is None or cells is None or row_index is None or self.cursor_type != "row":
+            return super()._render_line_in_row(
+                row_key, line_no, base_style, cursor_location, hover_location
+            )
+        row_style = frame.rows[row_index % 2] if self.zebra_stripes else base_style
+        cursor = cursor_location.row == row_index
+        hover = hover_location.row == row_index
+        show_cursor, show_hover = self.show_cursor, self._show_hover_cursor
+        component, post = self._get_styles_to_render_cell(
+            False,
+            False,
+            False,
+            hover,
+            cursor,
+            show_cursor,
+            show_hover,
+            self.cursor_foreground_priority == "css",
+            self.cursor_background_priority == "css",
+        )
+        pre = row_style + component
+        drawn, meta = self._drawn_cells, self._cell_meta
+        placed = self._placed_style
+        line: list[list[Segment]] = []
+        for column_index, (value, width) in enumerate(zip(cells, frame.widths, strict=False)):
+            key = (id(value), width, pre, post)
+            hit = drawn.get(key)
+            if hit is None or hit[0] is not value:
+                hit = (value, _styled(self._plain_cell(value, width), pre, post))
+                if len(drawn) >= _DRAWN_CELLS_MAX:
+                    drawn.clear()
+                drawn[key] = hit
+            where = meta.get((row_index, column_index))
+            if where is None:
+                if len(meta) >= _DRAWN_CELLS_MAX:
+                    meta.clear()
+                where = meta[row_index, column_index] = Style.from_meta(
+                    {"row": row_index, "column": column_index}
+                )
+            line.append([Segment(text, placed(style, where)) for text, style, _ in hit[1]])
+        # The rest of the line, past the last column, in the row's style.
+        extend = self._get_styles_to_render_cell(
+            False, False, False, hover, cursor, show_cursor, show_hover, False, False
+        )[0]
+        beyond = Style.from_meta({"row": row_index, "column": 0, "out_of_bounds": True})
+        remaining = max(0, frame.width - sum(frame.widths) - self._row_label_column_width)
+        line.append([Segment(" " * remaining, row_style + extend + beyond)])
+        return [], line
+
+    def _placed_style(self, style: Style, where: Style) -> Style:
+        """`style` with a cell's row and column added (Rich's own cache of sums is too small
+        for a screenful of cells)."""
+        placed = self._placed.get((style, where))
+        if placed is None:
+            if len(self._placed) >= _DRAWN_CELLS_MAX:
+                self._placed.clear()
+            placed = self._placed[style, where] = style + where
+        return placed
+
+    # Every row is one line high, so a line's row is found by position in `_order` instead
+    # of through DataTable's list of every line, rebuilt after every change.
+
+    def _get_offsets(self, y: int) -> tuple[RowKey, int]:
+        if self.show_header:
+            if y < self.header_height:
+                return self._header_row_key, y
+            y -= self.header_height
+        if not 0 <= y < len(self._order):
+            raise LookupError(f"Y coord {y!r} is greater than total height")
+        return self._row_keys[self._order[y]], 0
+
+    @property
+    def _total_row_height(self) -> int:
+        return len(self._order)
+
+    @property
+    def ordered_rows(self) -> list[Row]:
+        cache_key = (len(self.rows), self._update_count)
+        ordered = self._ordered_row_cache.get(cache_key)
+        if ordered is None:
+            rows, row_keys = self.rows, self._row_keys
+            ordered = [rows[row_keys[key]] for key in self._order]
+            self._ordered_row_cache[cache_key] = ordered
+        return ordered
+
+    def _plain_cell(self, value: Cell, width: int) -> list[Segment]:
+        """A cell's one line, padded, before any row or cursor style: drawn once per cell
+        and width."""
+        key = (id(value), width)
+        hit = self._plain_cells.get(key)
+        if hit is None or hit[0] is not value:
+            options = self.app.console_options.update_dimensions(width, 1).update(no_wrap=True)
+            line = self.app.console.render_lines(Padding(value, (0, self.cell_padding)), options)
+            hit = (value, line[0])
+            if len(self._plain_cells) >= _DRAWN_CELLS_MAX:
+                self._plain_cells.clear()
+            self._plain_cells[key] = hit
+        return hit[1]
+
+    def _clear_caches(self) -> None:
+        super()._clear_caches()
+        self._drawn_cells.clear()
+        self._plain_cells.clear()
+        self._drawn_header = None
+
+    def notify_style_update(self) -> None:
+        self._drawn_cells.clear()
+        self._plain_cells.clear()
+        self._drawn_header = None
+        super().notify_style_update()
+
     # -- sorting by the user -------------------------------------------------------------------
 
     def sort_by(self, column: str, reverse: bool | None = None) -> None:
@@ -294,6 +496,13 @@ class KeyedTable(DataTable, Generic[S]):
 
 
 _MISSING = object()
+_DRAWN_CELLS_MAX = 8192
+
+
+def _styled(segments: list[Segment], pre: Style, post: Style) -> list[Segment]:
+    """`segments` as Textual's `Styled(renderable, pre, post)` leaves them, with neighbours
+    of the same style joined (as the finished line is anyway)."""
+    return list(Segment.simplify(Segment.apply_style(segments, pre, post)))
 
 
 # -- formatting ----------------------------------------------------------------------------

@@ -9,6 +9,11 @@ from typing import Any
 
 from lightbox_node.tui.tables import Cell, Column, KeyedTable, age, bar, cell, duration, short_id
 from textual.app import App
+from textual.containers import Horizontal
+from textual.coordinate import Coordinate
+from textual.geometry import Region
+from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 COLUMNS = (Column("name", "Name", 8), Column("score", "Score", 6))
 
@@ -122,3 +127,61 @@ def test_formatting_helpers() -> None:
     assert duration(3725) == "1h 02m 05s" and duration(5) == "5s"
     assert bar(0.5, width=4) == "██░░  50%"
     assert short_id("lb1abcdefghijklmnopqrstuvwxyz") == "lb1abcdefg…wxyz"
+
+
+class SideBySideApp(App[None]):
+    """A keyed table beside a plain DataTable, same size, same rows."""
+
+    CSS = "DataTable { width: 40; height: 12; }"
+
+    def compose(self) -> Any:
+        with Horizontal():
+            yield KeyedTable(COLUMNS, render, sort_column="score", reverse=True, id="keyed")
+            yield DataTable(cursor_type="row", zebra_stripes=True, id="plain")
+
+
+def drawn(table: DataTable) -> list[list[tuple[str, Any, Any]]]:
+    width, height = table.size
+    lines = table.render_lines(Region(0, 0, width, height))
+    return [[(s.text, s.style, s.style and s.style.meta) for s in line] for line in lines]
+
+
+def test_a_keyed_table_is_drawn_exactly_as_a_datatable_with_the_same_rows() -> None:
+    """Same text, colours and the row/column each segment names for the mouse, with the
+    cursor and the mouse on various rows, scrolled, and after rows were added above."""
+
+    async def scenario() -> None:
+        app = SideBySideApp()
+        async with app.run_test(size=(90, 20)) as pilot:
+            keyed = app.query_one(KeyedTable)
+            plain = app.query_one("#plain", DataTable)
+            batch = {f"r{i:02d}": float(i % 7) + i / 100 for i in range(30)}
+            for step in range(3):
+                keyed.apply(rows(**batch))
+                await pilot.pause()
+                plain.clear(columns=True)
+                for spec in COLUMNS:
+                    label = keyed.columns[ColumnKey(spec.key)].label  # with the sort arrow
+                    plain.add_column(label, key=spec.key, width=spec.width)
+                for key in keyed.keys:
+                    plain.add_row(*keyed.get_row(key), key=key)
+                for cursor, hover, scroll in ((0, 3, 0), (5, 5, 0), (12, 1, 4), (29, -1, 20)):
+                    for table in (keyed, plain):
+                        table.cursor_coordinate = Coordinate(cursor, 0)
+                        table.hover_coordinate = Coordinate(hover, 0)
+                        table.scroll_to(y=scroll, animate=False, immediate=True)
+                    for focused in (False, True):
+                        pictures = []
+                        for table in (keyed, plain):
+                            app.set_focus(table if focused else None)
+                            await pilot.pause()
+                            pictures.append(drawn(table))
+                        assert pictures[0] == pictures[1], (step, cursor, hover, scroll, focused)
+                # Rows added above the others, some changed, one gone.
+                batch = {f"n{step}{i}": 9.0 + i for i in range(4)} | {
+                    key: value + (0.5 if i % 5 == 0 else 0)
+                    for i, (key, value) in enumerate(batch.items())
+                }
+                batch.pop(next(iter(batch)))
+
+    asyncio.run(scenario())
