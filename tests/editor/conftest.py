@@ -94,6 +94,30 @@ def editor(browser, node, artifacts, operator_token, request) -> Iterator[Editor
     page.close_and_check()
 
 
+@pytest.fixture(scope="module")
+def module_editor(browser, node, artifacts, operator_token, request) -> Iterator[EditorPage]:
+    """One signed-in editor kept for a whole module (see `same_page_editor`)."""
+    page = _open(browser, node, artifacts, request, token=operator_token)
+    page.load()
+    yield page
+    page.close_and_check()
+
+
+@pytest.fixture
+def same_page_editor(module_editor, request) -> Iterator[EditorPage]:
+    """The module's one editor, for tests that would otherwise each load the page and list
+    the tasks again: it starts each test from a new blank picture with nothing staged, names
+    the screenshots after the test, and fails the test that logged a console error."""
+    module_editor.rename(request.node.name)
+    module_editor.js(
+        """() => { while (lightbox.jobs.discard()); lightbox.jobs.hide();
+            lightbox.newPicture(1024, 768); }"""
+    )
+    module_editor.settle()
+    yield module_editor
+    module_editor.check_errors()
+
+
 @pytest.fixture
 def signed_out_editor(browser, node, artifacts, request) -> Iterator[EditorPage]:
     page = _open(browser, node, artifacts, request, token=None)

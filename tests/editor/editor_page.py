@@ -17,8 +17,7 @@ class EditorPage:
         self.page = page
         self.url = url
         self.artifacts = artifacts
-        self.prefix = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[:60]
-        self.shots = 0
+        self.rename(test_name)
         self.errors: list[str] = []
         self.allowed_errors: list[str] = []
         page.on("console", self._console)
@@ -39,6 +38,19 @@ class EditorPage:
         errors = [e for e in self.errors if not any(a in e for a in self.allowed_errors)]
         self.page.context.close()
         assert errors == [], "the page logged errors:\n" + "\n".join(errors)
+
+    def check_errors(self) -> None:
+        """Fail on the errors logged so far, and start counting afresh (a page kept for more
+        than one test)."""
+        errors = [e for e in self.errors if not any(a in e for a in self.allowed_errors)]
+        self.errors.clear()
+        self.allowed_errors.clear()
+        assert errors == [], "the page logged errors:\n" + "\n".join(errors)
+
+    def rename(self, test_name: str) -> None:
+        """Name this page's next screenshots after `test_name`, numbered from 1."""
+        self.prefix = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[:60]
+        self.shots = 0
 
     # -- looking ---------------------------------------------------------------------------------
 
