@@ -30,7 +30,7 @@ from lightbox_node.tui.live import (
 )
 from lightbox_node.tui.messages import JobFilterChanged, RefreshRequested
 from lightbox_node.tui.overview import OverviewPane
-from lightbox_node.tui.pane import Pane
+from lightbox_node.tui.pane import Pane, show_text
 from lightbox_node.tui.peers import PeersPane
 from lightbox_node.tui.registry import RegistryPane
 from lightbox_node.tui.submit import SubmitPane
@@ -109,7 +109,7 @@ class ConnectionBar(Static):
             )
         else:
             text = f"… connecting to {connection.url}"
-        self.update(text)
+        show_text(self, text)
 
 
 class DashboardApp(App[None]):

@@ -10,7 +10,7 @@ from typing import Any
 from lightbox_node.tui.client import NodeClient, NodeError
 from lightbox_node.tui.live import NodeSnapshot, Unavailable
 from lightbox_node.tui.models import Job, TaskSchema
-from lightbox_node.tui.pane import Pane
+from lightbox_node.tui.pane import Pane, show_text
 from lightbox_node.tui.tables import STATE_STYLES, Cell, Column, KeyedTable, bar, cell, short_id
 from rich.console import Group
 from rich.table import Table
@@ -159,7 +159,7 @@ class HostsPane(Pane):
             notes.append(snapshot.hosts.reason + "; showing GPU hosts known from gossip")
         attached = sum(r.attached for r in rows)
         notes.insert(0, f"{attached} hosts attached here, {len(rows) - attached} known by gossip")
-        self.query_one("#hosts-note", Static).update("\n".join(notes))
+        show_text(self.query_one("#hosts-note", Static), "\n".join(notes))
         table = self.query_one("#hosts-table", KeyedTable)
         table.apply((r.peer_id, r, r) for r in rows)
         if self.selected is None and rows:

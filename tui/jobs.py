@@ -12,7 +12,7 @@ from lightbox_node.tui.dialogs import ConfirmScreen
 from lightbox_node.tui.live import JobFilter, NodeSnapshot, Unavailable
 from lightbox_node.tui.messages import JobFilterChanged
 from lightbox_node.tui.models import JOB_STATES, Job
-from lightbox_node.tui.pane import Pane
+from lightbox_node.tui.pane import Pane, set_title, show_text
 from lightbox_node.tui.tables import (
     STATE_STYLES,
     Cell,
@@ -148,11 +148,11 @@ class JobsPane(Pane):
         self.now = snapshot.at
         scope = self.query_one("#jobs-scope", Static)
         if isinstance(snapshot.jobs, Unavailable):
-            scope.update(snapshot.jobs.reason)
+            show_text(scope, snapshot.jobs.reason)
         elif not snapshot.jobs.node_wide:
-            scope.update(snapshot.jobs.scope + "; queued jobs of everyone from the host queues")
+            show_text(scope, snapshot.jobs.scope + "; queued jobs of everyone from the host queues")
         else:
-            scope.update("all jobs on this node")
+            show_text(scope, "all jobs on this node")
         self.show_queues(snapshot)
         self.apply_jobs(filtered(merge_jobs(snapshot), self.job_filter), snapshot.at)
 
@@ -172,10 +172,10 @@ class JobsPane(Pane):
     def show_queues(self, snapshot: NodeSnapshot) -> None:
         table = self.query_one("#queues-table", KeyedTable)
         if isinstance(snapshot.hosts, Unavailable):
-            table.border_title = snapshot.hosts.reason
+            set_title(table, snapshot.hosts.reason)
             table.apply(())
             return
-        table.border_title = "Host queues"
+        set_title(table, "Host queues")
         table.apply((h.peer_id, h, h) for h in snapshot.hosts)
 
     # -- filtering -----------------------------------------------------------------------------

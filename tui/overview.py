@@ -7,7 +7,7 @@ from typing import Any
 
 from lightbox_node.tui.client import NodeClient
 from lightbox_node.tui.live import NodeSnapshot, ThroughputHistory, Unavailable
-from lightbox_node.tui.pane import Pane
+from lightbox_node.tui.pane import Pane, show_text
 from lightbox_node.tui.tables import duration
 from rich.table import Table
 from textual.containers import Horizontal, Vertical
@@ -34,7 +34,7 @@ class Stat(Vertical):
         yield Label(self.caption, classes="stat-caption")
 
     def set(self, text: str) -> None:
-        self.query_one(".stat-value", Static).update(text)
+        show_text(self.query_one(".stat-value", Static), text)
 
 
 class OverviewPane(Pane):
@@ -99,18 +99,20 @@ class OverviewPane(Pane):
         self.query_one("#latency-sparkline", Sparkline).data = latencies or [0.0]
         now_rate = rates[-1] if rates else 0.0
         now_p50 = latencies[-1] if latencies else 0.0
-        self.query_one("#jobs-rate-label", Label).update(
-            f"Jobs per minute (last minute): [b]{now_rate:.1f}[/b]"
+        show_text(
+            self.query_one("#jobs-rate-label", Label),
+            f"Jobs per minute (last minute): [b]{now_rate:.1f}[/b]",
         )
-        self.query_one("#latency-label", Label).update(
-            f"p50 latency, submission to result (last minute): [b]{now_p50:.2f} s[/b]"
+        show_text(
+            self.query_one("#latency-label", Label),
+            f"p50 latency, submission to result (last minute): [b]{now_p50:.2f} s[/b]",
         )
         notes = [
             f"• {part.reason}"
             for part in (snapshot.counters, snapshot.metrics)
             if isinstance(part, Unavailable)
         ]
-        self.query_one("#overview-notes", Static).update("\n".join(notes))
+        show_text(self.query_one("#overview-notes", Static), "\n".join(notes))
 
 
 def job_counts(snapshot: NodeSnapshot) -> dict[str, int] | None:

@@ -8,7 +8,9 @@ from lightbox_node.tui.client import NodeClient, NodeError
 from lightbox_node.tui.live import NodeSnapshot, Unavailable
 from lightbox_node.tui.messages import RefreshRequested
 from textual.containers import Vertical
+from textual.visual import VisualType
 from textual.widget import Widget
+from textual.widgets import Static
 
 
 class Pane(Vertical):
@@ -50,3 +52,16 @@ def unavailable(part: object) -> str | None:
 
 def set_visible(widget: Widget, visible: bool) -> None:
     widget.set_class(not visible, "hidden")
+
+
+def set_title(widget: Widget, title: str) -> None:
+    """`widget.border_title = title` unless it is that already (setting it redraws)."""
+    if widget.border_title != title:
+        widget.border_title = title
+
+
+def show_text(widget: Static, content: VisualType) -> None:
+    """`widget.update(content)` unless it shows that already: each update lays the whole
+    screen out again and redraws it, in case the new text needs another size."""
+    if widget.content != content:
+        widget.update(content)

@@ -8,7 +8,7 @@ from typing import Any
 from lightbox_node.tui.client import NodeClient, NodeError
 from lightbox_node.tui.live import NodeSnapshot, Unavailable
 from lightbox_node.tui.models import Peer
-from lightbox_node.tui.pane import Pane
+from lightbox_node.tui.pane import Pane, show_text
 from lightbox_node.tui.tables import Cell, Column, KeyedTable, age, cell, number, short_id
 from rich.console import Group
 from rich.table import Table
@@ -68,10 +68,10 @@ class PeersPane(Pane):
         note = self.query_one("#peers-note", Static)
         peers = snapshot.peers
         if isinstance(peers, Unavailable):
-            note.update(peers.reason)
+            show_text(note, peers.reason)
             return
         self._now = snapshot.at
-        note.update(f"{len(peers)} peers known, {sum(p.linked for p in peers)} linked")
+        show_text(note, f"{len(peers)} peers known, {sum(p.linked for p in peers)} linked")
         table = self.query_one("#peers-table", KeyedTable)
         table.apply((p.peer_id, (p, age(_seen(p, snapshot.at))), p) for p in peers)
 

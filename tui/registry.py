@@ -10,7 +10,7 @@ from typing import Any
 from lightbox_node.tui.client import NodeClient, NodeError
 from lightbox_node.tui.live import NodeSnapshot, Unavailable
 from lightbox_node.tui.models import ConceptModel, RegistryCommit, RegistryEvent, RegistryMember
-from lightbox_node.tui.pane import Pane, set_visible
+from lightbox_node.tui.pane import Pane, set_visible, show_text
 from lightbox_node.tui.tables import (
     Cell,
     Column,
@@ -164,9 +164,10 @@ class RegistryPane(Pane):
         state = self.query_one("#registry-state", Static)
         tables = list(self.query(KeyedTable))
         if isinstance(registry, Unavailable):
-            state.update(
+            show_text(
+                state,
                 f"{registry.reason}.\nThe registry tab fills in once this node serves the "
-                "model registry (Raft members, global models per concept, commits)."
+                "model registry (Raft members, global models per concept, commits).",
             )
             state.add_class("unavailable")
             for table in tables:
@@ -174,10 +175,11 @@ class RegistryPane(Pane):
             return
         state.remove_class("unavailable")
         leader = next((m for m in registry.members if m.leader), None)
-        state.update(
+        show_text(
+            state,
             f"{plural(len(registry.members), 'member')}; leader "
             f"{short_id(leader.peer_id) if leader else 'unknown'}; "
-            f"{plural(len(registry.concepts), 'concept')}"
+            f"{plural(len(registry.concepts), 'concept')}",
         )
         for table in tables:
             set_visible(table, True)

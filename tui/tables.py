@@ -237,7 +237,7 @@ class KeyedTable(DataTable, Generic[S]):
         self._renumber()
         if added or gone or widen:
             self._require_update_dimensions = True
-        self.refresh(layout=bool(added or gone))
+        self.refresh()
         self.check_idle()
         self._restore_cursor(cursor_key, was_empty)
         return stats

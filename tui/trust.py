@@ -9,7 +9,7 @@ from typing import Any
 from lightbox_node.tui.client import NodeClient, NodeError
 from lightbox_node.tui.live import NodeSnapshot, Unavailable
 from lightbox_node.tui.models import UserTrust
-from lightbox_node.tui.pane import Pane
+from lightbox_node.tui.pane import Pane, show_text
 from lightbox_node.tui.tables import Cell, Column, KeyedTable, bar, cell, duration, number
 from textual import on, work
 from textual.binding import Binding
@@ -72,13 +72,14 @@ class TrustPane(Pane):
         note = self.query_one("#trust-note", Static)
         users = snapshot.users
         if isinstance(users, Unavailable):
-            note.update(
+            show_text(
+                note,
                 f"{users.reason}. You can still act on a user by name above "
-                "(administrator token needed)."
+                "(administrator token needed).",
             )
             return
         suspended = sum(u.suspended for u in users)
-        note.update(f"{len(users)} users, {suspended} suspended")
+        show_text(note, f"{len(users)} users, {suspended} suspended")
         # The recovery ETA changes every refresh; compare it by the second.
         self.query_one("#users-table", KeyedTable).apply(
             (u.username, (u, round(u.recovery_eta_s or 0)), u) for u in users
