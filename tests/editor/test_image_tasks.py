@@ -244,39 +244,88 @@ def test_a_painted_mask_is_inpainted_and_the_result_replaces_only_the_box(editor
     editor.shot("inpainted")
 
 
-def test_a_box_past_the_left_edge_is_outpainted_and_extends_the_picture(editor, node) -> None:
-    box_from_selection(editor, "outpaint", 0, 56, 128, 128)
+@dataclass(frozen=True)
+class Outpainting:
+    """A box dragged `by` from `selection` until it reaches past the picture, and what follows."""
+
+    selection: tuple[int, int, int, int]
+    by: tuple[int, int]
+    sides: tuple[int, int, int, int]
+    """left, right, top, bottom: what the job is asked to paint around its image"""
+    image: tuple[int, int, int, int]
+    """the part of the box inside the picture that the job is sent"""
+    shift: tuple[int, int]
+    """where the old picture's top-left corner lands in the grown picture"""
+    blank: tuple[int, int]
+    """a point of the grown picture outside both the box and the old picture"""
+    painted: tuple[int, int]
+    """a point of the grown picture only the job painted"""
+
+
+OUTPAINTINGS = {
+    "left": Outpainting(
+        selection=(0, 56, 128, 128),
+        by=(-64, 0),
+        sides=(64, 0, 0, 0),
+        image=(0, 56, 64, 128),
+        shift=(64, 0),
+        blank=(10, 20),
+        painted=(10, 120),
+    ),
+    "bottom-right": Outpainting(
+        selection=(192, 112, 128, 128),
+        by=(64, 64),
+        sides=(0, 64, 0, 64),
+        image=(256, 176, 64, 64),
+        shift=(0, 0),
+        blank=(350, 20),
+        painted=(350, 280),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", OUTPAINTINGS.values(), ids=OUTPAINTINGS.keys())
+def test_a_box_past_an_edge_is_outpainted_and_extends_the_picture(
+    editor, node, case: Outpainting
+) -> None:
+    x, y, w, h = case.selection
+    box_from_selection(editor, "outpaint", x, y, w, h)
     editor.key("g")
-    editor.drag([(64, 120), (0, 120)])
+    centre = (x + w / 2, y + h / 2)
+    editor.drag([centre, (centre[0] + case.by[0], centre[1] + case.by[1])])
     box = editor.doc()["box"]
-    assert box == {"x": -64, "y": 56, "w": 128, "h": 128}, "the box moved half off the picture"
-    editor.choose_task("outpaint")
+    assert box == {"x": x + case.by[0], "y": y + case.by[1], "w": w, "h": h}
     assert "outpainting" in editor.page.locator("#box-note").inner_text()
     editor.shot("box-past-edge")
     before = flat(editor)
     ran = run(editor, node, "outpaint", prompt="more meadow", steps=STEPS)
     sides = (ran.inputs["left"], ran.inputs["right"], ran.inputs["top"], ran.inputs["bottom"])
-    assert sides == (64, 0, 0, 0)
+    assert sides == case.sides
     sent = decode_data_url(ran.inputs["image"]).convert("RGBA")
-    assert sent.size == (64, 128), "the image is the part of the box inside the picture"
-    assert sent.getpixel((10, 10)) == before.getpixel((10, 66))
-    assert staged_size(editor) == (128, 128), "the image and the 64 px painted on its left"
+    ix, iy, iw, ih = case.image
+    assert sent.size == (iw, ih), "the image is the part of the box inside the picture"
+    assert sent.getpixel((10, 10)) == before.getpixel((ix + 10, iy + 10))
+    assert staged_size(editor) == (w, h), "the image and what was painted around it"
     editor.shot("staged")
     layer = accept(editor)
+    dx, dy = case.shift
+    grown = (320 + case.sides[0] + case.sides[1], 240 + case.sides[2] + case.sides[3])
     doc = editor.doc()
-    assert (doc["width"], doc["height"]) == (320 + 64, 240), "the picture grew to hold the box"
-    assert_fills_box(layer, {**box, "x": 0})
+    assert (doc["width"], doc["height"]) == grown, "the picture grew to hold the box"
+    assert_fills_box(layer, {**box, "x": box["x"] + dx, "y": box["y"] + dy})
     photo_layer = doc["layers"][0]
-    assert (photo_layer["x"], photo_layer["y"]) == (64, 0), "the old picture moved right"
+    assert (photo_layer["x"], photo_layer["y"]) == case.shift, "the old picture moved with it"
     after = flat(editor)
-    assert after.size == (384, 240)
-    assert after.getpixel((10, 20))[3] == 0, "new area outside the box is transparent"
-    assert after.getpixel((10, 120))[3] == 255, "the painted strip covers the new area"
-    for old in ((200, 20), (300, 230), (120, 100)):
-        assert after.getpixel((old[0] + 64, old[1])) == before.getpixel(old), old
+    assert after.size == grown
+    assert after.getpixel(case.blank)[3] == 0, "new area outside the box is transparent"
+    assert after.getpixel(case.painted)[3] == 255, "the result covers the new area in the box"
+    for old in ((200, 20), (300, 230), (120, 100), (20, 230)):
+        if not (box["x"] <= old[0] < box["x"] + w and box["y"] <= old[1] < box["y"] + h):
+            assert after.getpixel((old[0] + dx, old[1] + dy)) == before.getpixel(old), old
     editor.shot("outpainted")
     editor.key("Control+z")
     assert (editor.doc()["width"], editor.doc()["height"]) == (320, 240)
+    assert editor.doc()["box"] == box, "undo puts the picture and the box back"
 
 
 def test_a_removed_background_is_real_transparency_in_the_layer_and_the_export(
