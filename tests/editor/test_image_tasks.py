@@ -373,3 +373,30 @@ def test_an_upscaled_box_is_larger_and_accepted_scaled_into_the_box(editor, node
     assert inside[3] == 255 and inside == flat(editor).getpixel((272, 184)), (
         "the export is what the editor shows"
     )
+
+
+def test_staged_results_land_where_their_box_was_after_the_picture_changed(editor, node) -> None:
+    """A crop after the job was sent, and undoing an accepted result that grew the picture,
+    move the picture under the staged results; each still lands on its box."""
+    box_from_selection(editor, "txt2img", 0, 56, 128, 128)
+    editor.key("g")
+    editor.drag([(64, 120), (0, 120)])
+    assert editor.doc()["box"] == {"x": -64, "y": 56, "w": 128, "h": 128}
+    run(editor, node, "txt2img", prompt="a red house", steps=STEPS, batch_size="2")
+    assert editor.js("() => lightbox.jobs.items.length") == 2
+    editor.key("m")
+    editor.drag([(16, 0), (320, 240)])
+    editor.tab("layers")
+    editor.page.click("#crop-selection")
+    assert (editor.doc()["width"], editor.doc()["height"]) == (304, 240)
+    editor.shot("cropped-with-results-staged")
+    for attempt in ("first", "second"):
+        layer = accept(editor)
+        doc = editor.doc()
+        assert (doc["width"], doc["height"]) == (304 + 80, 240), attempt
+        assert_fills_box(layer, {"x": 0, "y": 56, "w": 128, "h": 128})
+        photo_layer = doc["layers"][0]
+        assert (photo_layer["x"], photo_layer["y"]) == (64, 0), "the photo's left edge as it was"
+        editor.shot(f"{attempt}-accepted")
+        editor.key("Control+z")
+        assert (editor.doc()["width"], editor.doc()["height"]) == (304, 240)

@@ -76,6 +76,9 @@ export class EditorDocument extends EventTarget {
     this.mask = makeCanvas(width, height);
     this.selection = null;
     this.box = { x: 0, y: 0, w: Math.min(512, width), h: Math.min(512, height) };
+    // Where the picture's first top-left corner is now: crops and growth move it, undoably, so
+    // a rectangle noted before them (a sent job's box) can be found again (`placeRect`).
+    this.origin = { x: 0, y: 0 };
     this.history = history;
     this.blank = true;
   }
@@ -117,6 +120,7 @@ export class EditorDocument extends EventTarget {
     this.mask = makeCanvas(width, height);
     this.selection = null;
     this.box = { x: 0, y: 0, w: Math.min(512, width), h: Math.min(512, height) };
+    this.origin = { x: 0, y: 0 };
     this.history.clear();
     this.changed("size");
   }
@@ -298,7 +302,7 @@ export class EditorDocument extends EventTarget {
   setFrame(rect, label = "Crop") {
     const r = roundRect(rect);
     if (r.w < 1 || r.h < 1) return;
-    const old = { width: this.width, height: this.height, mask: this.mask, box: { ...this.box }, selection: this.selection };
+    const old = { width: this.width, height: this.height, mask: this.mask, box: { ...this.box }, selection: this.selection, origin: this.origin };
     const mask = makeCanvas(r.w, r.h);
     context(mask).drawImage(this.mask, -r.x, -r.y);
     const shift = (dx, dy) => {
@@ -312,16 +316,21 @@ export class EditorDocument extends EventTarget {
       bytes: r.w * r.h * 4,
       redo: () => {
         shift(-r.x, -r.y);
-        Object.assign(this, { width: r.w, height: r.h, mask, selection: null });
+        Object.assign(this, { width: r.w, height: r.h, mask, selection: null, origin: { x: old.origin.x - r.x, y: old.origin.y - r.y } });
         this.box = { ...old.box, x: old.box.x - r.x, y: old.box.y - r.y };
         this.changed("size");
       },
       undo: () => {
         shift(r.x, r.y);
-        Object.assign(this, { width: old.width, height: old.height, mask: old.mask, selection: old.selection, box: { ...old.box } });
+        Object.assign(this, { width: old.width, height: old.height, mask: old.mask, selection: old.selection, box: { ...old.box }, origin: old.origin });
         this.changed("size");
       },
     });
+  }
+
+  /** `rect`, noted when the picture's origin was `origin`, in today's picture coordinates. */
+  placeRect(rect, origin) {
+    return { ...rect, x: rect.x + this.origin.x - origin.x, y: rect.y + this.origin.y - origin.y };
   }
 
   // -- selection, box and mask -----------------------------------------------------------------

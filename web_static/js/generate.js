@@ -358,6 +358,8 @@ export class GeneratePanel {
     const app = this.app;
     if (!this.form || !this.view) return;
     const form = this.form;
+    // Where the results go, noted before the pictures are read: the box may move while they are sent.
+    const place = { box: { ...app.doc.box }, origin: { ...app.doc.origin } };
     let values;
     try {
       values = await this.boxValues();
@@ -382,7 +384,7 @@ export class GeneratePanel {
       const job = await app.api.submitJob(form.task, inputs, host);
       const concept = inputs[conceptInput(form)] ?? null;
       const teaches = concept && createsConcept(form) ? { concept, version: app.concepts.find(concept)?.version ?? 0 } : null;
-      app.jobs.follow(job, { task: this.entry, box: { ...app.doc.box }, teaches });
+      app.jobs.follow(job, { task: this.entry, ...place, teaches });
       this.view.showProblems({});
     } catch (err) {
       if (err.kind === "invalid" && (err.problems?.length || err.field)) {

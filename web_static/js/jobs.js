@@ -46,11 +46,11 @@ export class JobsPanel {
   // -- following jobs ------------------------------------------------------------------------------
 
   /**
-   * Show a just-submitted job and follow it until it ends; then fetch its results. A job that
-   * `teaches` a concept ({concept, version}) is followed on into the registry until its
-   * adapter is merged.
+   * Show a just-submitted job and follow it until it ends; then fetch its results, to be
+   * placed in `box` (noted when the picture's origin was `origin`). A job that `teaches` a
+   * concept ({concept, version}) is followed on into the registry until its adapter is merged.
    */
-  async follow(job, { task, box, teaches = null }) {
+  async follow(job, { task, box, origin = { x: 0, y: 0 }, teaches = null }) {
     const controller = new AbortController();
     const card = this.card(job, task, controller);
     this.update(card, job);
@@ -67,7 +67,7 @@ export class JobsPanel {
         const results = await this.app.api.results(job.job_id);
         const files = results.filter((r) => r.text === null && !r.mediaType.startsWith("image/"));
         const note = teaches && files.length ? `${files.map((r) => r.name).join(", ")} submitted for concept ${teaches.concept}` : "";
-        await this.stage(results, { job: final, task, box, note });
+        await this.stage(results, { job: final, task, box, origin, note });
         card.message.textContent = results.length ? `${results.length} result${results.length === 1 ? "" : "s"} in the strip below the canvas.` : "Done (no outputs).";
         if (note) this.followConcept(card, note, teaches);
       } catch (err) {
@@ -139,9 +139,9 @@ export class JobsPanel {
 
   // -- the staging strip -----------------------------------------------------------------------------
 
-  async stage(results, { job, task, box, note = "" }) {
+  async stage(results, { job, task, box, origin = { x: 0, y: 0 }, note = "" }) {
     for (const r of results) {
-      const item = { job, task, box, name: r.name, mediaType: r.mediaType, text: r.text, blob: r.blob };
+      const item = { job, task, box, origin, name: r.name, mediaType: r.mediaType, text: r.text, blob: r.blob };
       if (r.text === null && !r.mediaType.startsWith("image/")) Object.assign(item, { file: fileName(job.job_id, r.name, r.mediaType), note });
       if (r.mediaType.startsWith("image/")) {
         const bitmap = await createImageBitmap(r.blob);
@@ -163,10 +163,15 @@ export class JobsPanel {
     return !$("#staging").hidden;
   }
 
+  /** Where a result goes in today's picture: its box, followed through crops and growth. */
+  boxOf(item) {
+    return this.app.doc.placeRect(item.box, item.origin);
+  }
+
   /** What the canvas shows in the box while a result is looked at: {canvas, box} or null. */
   preview() {
     const item = this.current;
-    return this.visible && item?.canvas ? { canvas: item.canvas, box: item.box } : null;
+    return this.visible && item?.canvas ? { canvas: item.canvas, box: this.boxOf(item) } : null;
   }
 
   render() {
@@ -219,15 +224,15 @@ export class JobsPanel {
     const item = this.current;
     if (!item?.canvas) return false;
     const doc = this.app.doc;
-    const place = placeInBox(item.canvas.width, item.canvas.height, item.box);
+    const box = this.boxOf(item);
+    const place = placeInBox(item.canvas.width, item.canvas.height, box);
     const layer = new Layer({ name: `${item.task?.title || item.job.task} result`, canvas: item.canvas, ...place });
     doc.history.begin("Accept result");
-    const frame = union({ x: 0, y: 0, w: doc.width, h: doc.height }, item.box);
+    const frame = union({ x: 0, y: 0, w: doc.width, h: doc.height }, box);
     if (frame.x < 0 || frame.y < 0 || frame.w > doc.width || frame.h > doc.height) {
       doc.setFrame(frame, "Extend picture");
       layer.x -= frame.x;
       layer.y -= frame.y;
-      for (const other of this.items) if (other !== item) other.box = { ...other.box, x: other.box.x - frame.x, y: other.box.y - frame.y };
     }
     doc.addLayer(layer, { label: "Place result" });
     doc.history.end();
