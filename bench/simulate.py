@@ -2,10 +2,11 @@
 
 The paper stood for an hour of use with 7 minutes of wall time (hundreds of threads, time
 scaled by 10). This runs the same hour of 4 queue servers × 200 users × 20 GPU hosts each in
-virtual time (trio MockClock, the real scheduler core) once per policy, and prints the wall
-and CPU time, the virtual/wall ratio beside the paper's, and the work done. Target: ≤ 30 s
-wall on a 2-core machine. With --profile it runs cProfile over one policy and prints where
-the time goes, grouped (scheduler core, trio, the simulation shell) and by function.
+virtual time (the simulation's virtual clock, the real scheduler core) once per policy, and
+prints the wall and CPU time, the virtual/wall ratio beside the paper's, and the work done.
+Target: ≤ 30 s wall on a 2-core machine. With --profile it runs cProfile over one policy and
+prints where the time goes, grouped (scheduler core, the simulation shell, ...) and by
+function.
 
     python bench/simulate.py [--policies fifo,paper,lightbox] [--profile POLICY]
                              [--servers 4] [--users 200] [--duration-s 3600]

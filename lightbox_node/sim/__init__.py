@@ -1,11 +1,12 @@
 """The virtual-time simulation of trust scheduling: whole networks of queue servers, GPU hosts
 and users in one process, reproducing and extending the paper's Figure 15.
 
-The queue servers run the real scheduler core (`lightbox_node.sched`) under a trio
-`MockClock`; policies (`fifo`, `paper`, `lightbox`) only swap the trust ledger and a few
-scheduler settings. `run_setup` simulates one network under one policy; `run_simulation`
-runs every setup of a `SimConfig` and writes the CSV, the summary and the plots;
-`lightbox-node simulate` is the command (see docs/simulation.md).
+The queue servers run the real scheduler core (`lightbox_node.sched`) on a virtual clock
+(`lightbox_node.sim.clock`, which keeps trio `MockClock`'s timestamps); policies (`fifo`,
+`paper`, `lightbox`) only swap the trust ledger and a few scheduler settings. `run_setup`
+simulates one network under one policy; `run_simulation` runs every setup of a `SimConfig`
+and writes the CSV, the summary and the plots; `lightbox-node simulate` is the command (see
+docs/simulation.md).
 """
 
 from lightbox_node.sim.config import POLICY_NAMES, PRESETS, SimConfig, build_config

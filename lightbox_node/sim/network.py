@@ -1,9 +1,12 @@
-"""The simulated network: queue servers, GPU hosts and users as trio tasks in virtual time.
+"""The simulated network: queue servers, GPU hosts and users as steps in virtual time.
 
 One `run_setup` call simulates one network (a number of queue servers, each with its own
-users and GPU hosts) under one policy, inside `trio.run` with
-`trio.testing.MockClock(autojump_threshold=0)`: whenever every task waits, the clock jumps
-to the next deadline, so an hour of use takes as long as the work it causes.
+users and GPU hosts) under one policy on a `VirtualClock` (`lightbox_node.sim.clock`):
+whenever nothing is left to do at the current instant, the clock jumps to the next timer,
+as trio's `MockClock(autojump_threshold=0)` does, so an hour of use takes as long as the
+work it causes. (The simulation ran as trio tasks under that clock; a step on the virtual
+clock costs a heap operation where a trio task paid a task switch and a cancel scope, and
+gives the same results to the bit.)
 
 What is real and what is simulated:
 
@@ -11,24 +14,23 @@ What is real and what is simulated:
   by the policy) and carries out its actions as `QueueService` does: `Dispatch` to a host,
   `CancelOnHost`, `JobChanged`, and `tick` at the scheduler's next deadline. The journal,
   the HTTP edge and the task schemas are left out (they do not decide anything).
-* A GPU host is a trio task per slot that takes the pushed jobs from a memory channel and
-  "runs" each for `task_time_s` of virtual time; a cancel stops the run, as on a real host.
+* A GPU host has a worker per slot taking the pushed jobs in order, each "running" one for
+  `task_time_s` of virtual time; a cancel stops the run, as on a real host.
 * Federation follows `lightbox_node.dispatch.federation`: a remote host is attached to a
   server's scheduler as a `pinned_only` host whose port forwards the push over the link to
   the host's own server, which submits it as a federated job (owner and trust account
   ``peer:<forwarding server>``, `federated_from` set, the federated priority with the
   forwarding server's peer score) and replies with the outcome; a refusal there comes back
-  as a fault. Links between servers are memory channels delivering after
-  `link_latency_s`, in order.
-* A user is a trio task: it waits a random start offset, submits, waits for the outcome
-  (or gets refused at once), sleeps a uniform think time, and repeats until the end.
+  as a fault. Links between servers deliver after `link_latency_s`, in order.
+* A user waits a random start offset, submits, waits for the outcome (or gets refused at
+  once), sleeps a uniform think time, and repeats until the end.
 
 Randomness comes only from the seed: every user has its own `random.Random` stream, drawn
 the same number of times per request, so every policy sees the same users with the same
 initial trust, targets and think times. Event times are continuous random reals, so no two
-events that touch shared state fall on the same instant and trio's tie-breaking between
-simultaneously ready tasks cannot change the outcome; the requests are also sorted by a
-key that does not depend on it.
+events that touch shared state fall on the same instant and the order of steps within an
+instant cannot change the outcome; the requests are also sorted by a key that does not
+depend on it.
 """
 
 from __future__ import annotations
@@ -36,18 +38,17 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-
-import trio
-import trio.testing
+from functools import partial
 
 from lightbox_node.identity import PeerId
 from lightbox_node.sched.jobs import Job, JobError, JobSpec, JobState
 from lightbox_node.sched.scheduler import CancelOnHost, Dispatch, JobChanged, Scheduler
+from lightbox_node.sim.clock import Timer, VirtualClock
 from lightbox_node.sim.config import SimConfig
 from lightbox_node.sim.policies import Policy
 
@@ -82,7 +83,8 @@ class Request:
     finished_at: float | None = None
     outcome: str = UNFINISHED
     reason: str = ""
-    done: trio.Event | None = None
+    resume: Callable[[], None] | None = None
+    """The user's next step once the outcome is known (None after a refusal at submit)."""
 
     @property
     def federated(self) -> bool:
@@ -128,24 +130,13 @@ def _peer(label: str) -> PeerId:
 class _Link:
     """One direction of a link between two queue servers: in order, after a fixed latency."""
 
-    def __init__(self, latency: float) -> None:
+    def __init__(self, clock: VirtualClock, latency: float) -> None:
+        self.clock = clock
         self.latency = latency
-        self._send, self._receive = trio.open_memory_channel[tuple[float, Callable, tuple]](
-            math.inf
-        )
 
     def send(self, deliver: Callable, *args: object) -> None:
-        self._send.send_nowait((trio.current_time() + self.latency, deliver, args))
-
-    async def run(self) -> None:
-        receive = self._receive
-        while True:
-            try:
-                at, deliver, args = receive.receive_nowait()
-            except trio.WouldBlock:
-                at, deliver, args = await receive.receive()
-            await trio.sleep_until(at)  # also the checkpoint of this loop
-            deliver(*args)
+        # Timers due at one time run in the order they were set: in order, as on the link.
+        self.clock.at(self.clock.now + self.latency, deliver, *args)
 
 
 class _Host:
@@ -153,50 +144,59 @@ class _Host:
 
     def __init__(self, server: _Server, peer: PeerId, slots: int, task_time: float) -> None:
         self.server = server
+        self.clock = server.net.clock
         self.peer = peer
-        self.slots = slots
         self.task_time = task_time
-        self._send, self._receive = trio.open_memory_channel[tuple[str, int]](math.inf)
+        self._idle = slots
+        """Workers waiting for a job (they are all alike, so a count will do)."""
+        self._waiting: deque[tuple[str, int]] = deque()
         self._cancelled: set[tuple[str, int]] = set()
-        self._running: dict[tuple[str, int], trio.CancelScope] = {}
+        self._running: dict[tuple[str, int], Timer] = {}
 
     def push(self, job_id: str, attempt: int) -> None:
-        self._send.send_nowait((job_id, attempt))
+        key = (job_id, attempt)
+        if self._idle:
+            self._idle -= 1
+            self.clock.soon(self._take, key)  # a waiting worker wakes up to it
+        else:
+            self._waiting.append(key)
 
     def cancel(self, job_id: str, attempt: int) -> None:
-        scope = self._running.get((job_id, attempt))
-        if scope is not None:
-            scope.cancel()
+        key = (job_id, attempt)
+        run = self._running.get(key)
+        if run is None:
+            self._cancelled.add(key)
+        elif not run.cancelled:
+            run.cancel()
+            self.clock.soon(self._stopped, key)  # its worker wakes up to the cancel
+
+    def _take(self, key: tuple[str, int]) -> None:
+        """A worker got `key`: skip it if it was cancelled meanwhile, else run it."""
+        if key in self._cancelled:
+            self._cancelled.discard(key)
+            self.clock.soon(self._next)
+            return
+        job_id, attempt = key
+        self.server.host_started(self.peer, job_id, attempt)
+        clock = self.clock
+        self._running[key] = clock.at(clock.now + self.task_time, self._finish, key)
+
+    def _finish(self, key: tuple[str, int]) -> None:
+        del self._running[key]
+        job_id, attempt = key
+        self.server.host_done(self.peer, job_id, attempt)
+        self._next()
+
+    def _stopped(self, key: tuple[str, int]) -> None:
+        del self._running[key]
+        self._next()
+
+    def _next(self) -> None:
+        """A worker is free: it takes the next waiting job at once, or waits for one."""
+        if self._waiting:
+            self._take(self._waiting.popleft())
         else:
-            self._cancelled.add((job_id, attempt))
-
-    async def run(self) -> None:
-        async with trio.open_nursery() as nursery:
-            for _ in range(self.slots):
-                nursery.start_soon(self._worker)
-
-    async def _worker(self) -> None:
-        server, peer, receive = self.server, self.peer, self._receive
-        while True:
-            # Skip the checkpoint of `receive` when a job is waiting (prefetched): the run
-            # below is this loop's checkpoint.
-            try:
-                key = receive.receive_nowait()
-            except trio.WouldBlock:
-                key = await receive.receive()
-            if key in self._cancelled:
-                self._cancelled.discard(key)
-                await trio.lowlevel.checkpoint()
-                continue
-            job_id, attempt = key
-            server.host_started(peer, job_id, attempt)
-            scope = trio.CancelScope(deadline=trio.current_time() + self.task_time)
-            self._running[key] = scope
-            with scope:
-                await trio.sleep_forever()
-            del self._running[key]
-            if trio.current_time() >= scope.deadline:
-                server.host_done(peer, job_id, attempt)
+            self._idle += 1
 
 
 class _Server:
@@ -219,12 +219,14 @@ class _Server:
 
     @property
     def now(self) -> float:
-        return trio.current_time()
+        return self.net.clock.now
 
     # -- users --------------------------------------------------------------------------
 
-    def submit(self, request: Request, user: str, host: PeerId | None) -> None:
-        """Submit a user's request; refused at once, or answered later through `done`."""
+    def submit(
+        self, request: Request, user: str, host: PeerId | None, resume: Callable[[], None]
+    ) -> None:
+        """Submit a user's request; refused at once, or answered later: then `resume`."""
         now = request.submitted_at
         spec = JobSpec(
             job_id=self.net.new_job_id(),
@@ -242,7 +244,7 @@ class _Server:
             request.outcome, request.finished_at = REFUSED, now
             request.reason = type(exc).__name__
             return
-        request.done = trio.Event()
+        request.resume = resume
         self.net.by_job[spec.job_id] = request
         self.apply(actions)
 
@@ -350,28 +352,47 @@ class _Server:
             # The last fault says why ("refused by server 2: TrustExhausted", a deadline...).
             last = job.faults[-1].split(": ", 1)[-1] if job.faults else job.error or ""
             request.reason = f"{job.state.value}: {last}"[:100]
-        assert request.done is not None
-        request.done.set()
+        assert request.resume is not None
+        request.resume()
 
-    async def run_ticker(self) -> None:
+    def start_ticker(self) -> None:
         """`tick` at the scheduler's next deadline, as the queue service's ticker does."""
         # A deadline is always at least deadline_base_s after the dispatch that sets it (and a
         # queue timeout longer still), so waking at least that often never misses one and
-        # `apply` need not wake this task on every action as the queue service does.
+        # `apply` need not wake the ticker on every action as the queue service does.
+        deadline = self.scheduler.next_deadline()
         longest = self.scheduler.params.deadline_base_s
-        while True:
-            deadline = self.scheduler.next_deadline()
-            wait = longest if deadline is None else min(longest, deadline - self.now)
-            await trio.sleep(max(0.0, wait))
-            deadline = self.scheduler.next_deadline()
-            if deadline is not None and deadline <= self.now:
-                self.apply(self.scheduler.tick(self.now))
+        wait = longest if deadline is None else min(longest, deadline - self.now)
+        clock = self.net.clock
+        if wait > 0.0:
+            clock.at(clock.now + wait, self._ticker_wakes)
+        else:
+            clock.soon(self._ticker_wakes)
+
+    def _ticker_wakes(self) -> None:
+        deadline = self.scheduler.next_deadline()
+        if deadline is not None and deadline <= self.now:
+            self.apply(self.scheduler.tick(self.now))
+        self.start_ticker()
+
+
+@dataclass(slots=True)
+class _User:
+    """One user's random stream and where they are in their loop of requests."""
+
+    server: _Server
+    index: int
+    name: str
+    rng: random.Random
+    seq: int = 0
+    think: float = 0.0
 
 
 class _Network:
     def __init__(self, config: SimConfig, policy: Policy, servers: int, users: int) -> None:
         self.config = config
         self.policy = policy
+        self.clock = VirtualClock()
         self.job_cost = policy.job_cost
         self.hosts_per_server = config.hosts_for(users)
         self.users_per_server = users
@@ -388,7 +409,7 @@ class _Network:
         for server in self.servers:
             for other in self.servers:
                 if other is not server:
-                    server.links[other.index] = _Link(config.link_latency_s)
+                    server.links[other.index] = _Link(self.clock, config.link_latency_s)
         # Every server knows every host at the start: its own, and (through gossip and
         # `Federation.ensure_host`) the others' as pinned-only hosts reached via their server.
         for server in self.servers:
@@ -403,60 +424,65 @@ class _Network:
         self._next_id += 1
         return f"j-{self._next_id:024x}"
 
-    async def run(self, progress: Progress | None) -> None:
-        config = self.config
-        async with trio.open_nursery() as nursery:
-            for server in self.servers:
-                nursery.start_soon(server.run_ticker)
-                for host in server.hosts.values():
-                    nursery.start_soon(host.run)
-                for link in server.links.values():
-                    nursery.start_soon(link.run)
-                for u in range(self.users_per_server):
-                    nursery.start_soon(self._user, server, u)
-            if progress is not None:
-                steps = 100
-                for step in range(1, steps + 1):
-                    await trio.sleep_until(config.duration_s * step / steps)
-                    progress(step / steps)
-            else:
-                await trio.sleep_until(config.duration_s)
-            nursery.cancel_scope.cancel()
+    def run(self, progress: Progress | None) -> None:
+        config, clock = self.config, self.clock
+        for server in self.servers:
+            server.start_ticker()
+            for u in range(self.users_per_server):
+                self._start_user(server, u)
+        if progress is not None:
+            steps = 100
+            for step in range(1, steps + 1):
+                clock.run_until(config.duration_s * step / steps)
+                progress(step / steps)
+        else:
+            clock.run_until(config.duration_s)
 
-    async def _user(self, server: _Server, u: int) -> None:
+    def _start_user(self, server: _Server, u: int) -> None:
         config = self.config
         stream = f"{config.seed}/{len(self.servers)}/{self.users_per_server}/{server.index}/{u}"
         rng = random.Random(stream)
-        name = f"user-{u}"
+        user = _User(server, u, f"user-{u}", rng)
         initial = rng.uniform(config.trust_min, config.trust_max)
         if initial >= config.trust_max > config.trust_min:
             initial = config.trust_min  # [min, max): uniform() may round up to max
-        server.scheduler.ledger.set_trust(name, initial, 0.0)
+        server.scheduler.ledger.set_trust(user.name, initial, 0.0)
+        self._sleep(user, rng.uniform(0.0, config.sleep_max_s))
+
+    def _sleep(self, user: _User, seconds: float) -> None:
+        clock = self.clock
+        if seconds > 0.0:
+            clock.at(clock.now + seconds, self._submit, user)
+        else:
+            clock.soon(self._submit, user)
+
+    def _submit(self, user: _User) -> None:
+        """The user's next request; then they think, once it is answered."""
+        config, server, rng = self.config, user.server, user.rng
         others = len(self.servers) - 1
-        await trio.sleep(rng.uniform(0.0, config.sleep_max_s))
-        seq = 0
-        while True:
-            # Four draws per request whatever is used, so every policy sees the same stream.
-            go_remote, pick_server, pick_host = rng.random(), rng.random(), rng.random()
-            think = rng.uniform(config.sleep_min_s, config.sleep_max_s)
-            target, host = server.index, None
-            if others and go_remote < config.federated_share:
-                target = int(pick_server * others)
-                target += target >= server.index
-                peers = self.host_peers[target]
-                host = peers[int(pick_host * len(peers))]
-            elif config.pin_local:
-                peers = self.host_peers[target]
-                host = peers[int(pick_host * len(peers))]
-            now = trio.current_time()
-            trust = self.policy.trust_at_submit(server.scheduler, name, now)
-            request = Request(server.index, u, seq, trust, target, now)
-            self.requests.append(request)
-            server.submit(request, name, host)
-            if request.done is not None:
-                await request.done.wait()
-            seq += 1
-            await trio.sleep(think)
+        # Four draws per request whatever is used, so every policy sees the same stream.
+        go_remote, pick_server, pick_host = rng.random(), rng.random(), rng.random()
+        user.think = rng.uniform(config.sleep_min_s, config.sleep_max_s)
+        target, host = server.index, None
+        if others and go_remote < config.federated_share:
+            target = int(pick_server * others)
+            target += target >= server.index
+            peers = self.host_peers[target]
+            host = peers[int(pick_host * len(peers))]
+        elif config.pin_local:
+            peers = self.host_peers[target]
+            host = peers[int(pick_host * len(peers))]
+        now = self.clock.now
+        trust = self.policy.trust_at_submit(server.scheduler, user.name, now)
+        request = Request(server.index, user.index, user.seq, trust, target, now)
+        self.requests.append(request)
+        server.submit(request, user.name, host, partial(self._thought, user))
+        if request.resume is None:  # refused at once
+            self._thought(user)
+
+    def _thought(self, user: _User) -> None:
+        user.seq += 1
+        self._sleep(user, user.think)
 
 
 @contextlib.contextmanager
@@ -487,9 +513,9 @@ def run_setup(
     network = _Network(config, Policy(policy, config), servers, users)
     started = time.perf_counter()
     with _few_collections():
-        trio.run(network.run, progress, clock=trio.testing.MockClock(autojump_threshold=0))
-    wall = time.perf_counter() - started
-    requests = sorted(network.requests, key=Request.sort_key)
+        network.run(progress)
+        wall = time.perf_counter() - started
+        requests = sorted(network.requests, key=Request.sort_key)
     return SetupResult(
         policy=policy,
         servers=servers,
