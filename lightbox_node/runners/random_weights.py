@@ -299,10 +299,17 @@ def _save_upscaler(folder: Path) -> None:
     def make() -> RRDBNet:
         net = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, scale=4)
         with torch.no_grad():
-            # Random convolutions drift far from 0..1; start the output near mid-grey so the
-            # demo's pictures are not clipped to flat black or white.
-            net.conv_last.weight.mul_(0.1)
-            net.conv_last.bias.fill_(0.5)
+            # Purely random convolutions ignore the picture and give near-flat grey, which the
+            # host rightly rejects. Thread the picture through three feature channels (each
+            # conv on the main path passes them on nearly unchanged), with a little random
+            # detail mixed in: the demo enlarges the picture, like a real upscaler.
+            for conv in (net.conv_first, net.conv_up1, net.conv_up2, net.conv_hr, net.conv_last):
+                conv.weight[:3].mul_(0.05)
+                conv.bias[:3].zero_()
+                for channel in range(3):
+                    conv.weight[channel, channel, 1, 1] += 1.0
+            net.conv_body.weight.mul_(0.05)
+            net.conv_body.bias.zero_()
         return net
 
     folder.mkdir(parents=True, exist_ok=True)
