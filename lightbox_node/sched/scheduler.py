@@ -557,7 +557,8 @@ class Scheduler:
             offering = [h for h in self._host_order if spec.task in h.tasks and not h.pinned_only]
             self._offering[spec.task] = offering
         candidates = [h for h in offering if h.online] or offering
-        candidates = [h for h in candidates if h.peer != avoid] or candidates
+        if avoid is not None:
+            candidates = [h for h in candidates if h.peer != avoid] or candidates
         # The least (backlog per slot, queued jobs, name); the backlog alone decides almost
         # every comparison, so the rest of the key is looked at only on a tie.
         best: _Host | None = None
