@@ -2,8 +2,10 @@
 
 The loop (a worker, so the screen never waits on the node) asks for a `NodeSnapshot` every
 `poll_s` seconds, or as soon as the node's events stream says something changed, and hands
-it to the visible tab. When the node stops answering, the connection bar says so and counts
-down to the next try, with the delay growing (`Backoff`) until the node is back.
+it to the visible tab, which has first worked out in a worker thread what changes in its
+tables (`Pane.prepare`), so that the frame after a refresh only writes those changes. When
+the node stops answering, the connection bar says so and counts down to the next try, with
+the delay growing (`Backoff`) until the node is back.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,9 +72,13 @@ class Connection:
 
 
 class SnapshotArrived(Message):
-    def __init__(self, snapshot: NodeSnapshot) -> None:
+    """A refresh, with what `pane.prepare` worked out for it (the tab visible then)."""
+
+    def __init__(self, snapshot: NodeSnapshot, pane: Pane | None = None, prepared: Any = None):
         super().__init__()
         self.snapshot = snapshot
+        self.pane = pane
+        self.prepared = prepared
 
 
 class ConnectionBar(Static):
@@ -251,7 +258,11 @@ class DashboardApp(App[None]):
                 else f"live: polling every {self.poll_s:g} s"
             )
             self.set_connection(Connection("connected", url, snapshot.status.peer_id, live=live))
-            self.post_message(SnapshotArrived(snapshot))
+            # The visible tab works out its tables' changes here, in a worker thread, so that
+            # the frame after the refresh only writes them.
+            pane = self.pane(self.active_tab)
+            prepared = await asyncio.to_thread(pane.prepare, snapshot)
+            self.post_message(SnapshotArrived(snapshot, pane, prepared))
             await self._wait(self.events_poll_s if self.events_live else self.poll_s)
 
     @work(exclusive=True, group="events")
@@ -270,10 +281,16 @@ class DashboardApp(App[None]):
             self.events_live = False
 
     def on_snapshot_arrived(self, message: SnapshotArrived) -> None:
+        if gc.isenabled():
+            # As Textual does while scrolling (PAUSE_GC_ON_SCROLL): no garbage collection
+            # between a refresh and the frame that shows it; it catches up once drawn.
+            gc.disable()
+            self.call_after_refresh(gc.enable)
         snapshot = message.snapshot
         self.snapshot = snapshot
         self.feed_throughput(snapshot)
-        self.pane(self.active_tab).show(snapshot)
+        pane = self.pane(self.active_tab)
+        pane.show(snapshot, message.prepared if message.pane is pane else None)
 
     def feed_throughput(self, snapshot: NodeSnapshot) -> None:
         done: float | None = None

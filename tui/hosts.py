@@ -151,7 +151,7 @@ class HostsPane(Pane):
         with VerticalScroll(id="host-tasks"):
             yield Static("Select a host to see its tasks and their schemas.", id="host-detail")
 
-    def show(self, snapshot: NodeSnapshot) -> None:
+    def show(self, snapshot: NodeSnapshot, prepared: Any = None) -> None:
         super().show(snapshot)
         rows = host_rows(snapshot)
         notes = []

@@ -4,20 +4,21 @@ user, cancelling a job, draining or resuming a host."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lightbox_node.tui.client import NodeClient, NodeError
 from lightbox_node.tui.dialogs import ConfirmScreen
 from lightbox_node.tui.live import JobFilter, NodeSnapshot, Unavailable
 from lightbox_node.tui.messages import JobFilterChanged
-from lightbox_node.tui.models import JOB_STATES, Job
+from lightbox_node.tui.models import JOB_STATES, Host, Job
 from lightbox_node.tui.pane import Pane, set_title, show_text
 from lightbox_node.tui.tables import (
     STATE_STYLES,
     Cell,
     Column,
     KeyedTable,
+    TableBatch,
     age,
     bar,
     cell,
@@ -78,6 +79,15 @@ def _with_priority(job: Job, priority: float) -> Job:
     return replace(job, priority=priority)
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedJobs:
+    """The jobs tab's tables' next batches, worked out for `job_filter` off the screen."""
+
+    job_filter: JobFilter
+    jobs: TableBatch[Job]
+    queues: TableBatch[Host]
+
+
 def filtered(jobs: Iterable[Job], job_filter: JobFilter) -> list[Job]:
     return [
         j
@@ -119,6 +129,12 @@ class JobsPane(Pane):
         super().__init__(client, clock, id=id)
         self.job_filter = JobFilter()
         self.now = clock()
+        self.queues_table = KeyedTable(
+            QUEUE_COLUMNS, render_queue, sort_column="host", id="queues-table"
+        )
+        self.jobs_table = KeyedTable(
+            JOB_COLUMNS, self.render_job, sort_column="age", reverse=True, id="jobs-table"
+        )
 
     def compose(self) -> Any:
         with Horizontal(id="job-filters"):
@@ -129,23 +145,28 @@ class JobsPane(Pane):
             )
             yield Input(placeholder="filter by user (Enter)", id="user-filter")
             yield Static("", id="jobs-scope", classes="note")
-        yield KeyedTable(QUEUE_COLUMNS, render_queue, sort_column="host", id="queues-table")
-        yield KeyedTable(
-            JOB_COLUMNS,
-            self.render_job,
-            sort_column="age",
-            reverse=True,
-            id="jobs-table",
-        )
+        yield self.queues_table
+        yield self.jobs_table
 
     def render_job(self, job: Job) -> list[Cell]:
         return render_job(job, self.now)
 
     # -- showing -------------------------------------------------------------------------------
 
-    def show(self, snapshot: NodeSnapshot) -> None:
+    def prepare(self, snapshot: NodeSnapshot) -> PreparedJobs:
+        job_filter = self.job_filter
+        jobs = filtered(merge_jobs(snapshot), job_filter)
+        return PreparedJobs(
+            job_filter,
+            self.plan_jobs(jobs, snapshot.at),
+            self.queues_table.plan(queue_rows(snapshot)),
+        )
+
+    def show(self, snapshot: NodeSnapshot, prepared: Any = None) -> None:
         super().show(snapshot)
         self.now = snapshot.at
+        if not isinstance(prepared, PreparedJobs) or prepared.job_filter != self.job_filter:
+            prepared = self.prepare(snapshot)
         scope = self.query_one("#jobs-scope", Static)
         if isinstance(snapshot.jobs, Unavailable):
             show_text(scope, snapshot.jobs.reason)
@@ -153,30 +174,21 @@ class JobsPane(Pane):
             show_text(scope, snapshot.jobs.scope + "; queued jobs of everyone from the host queues")
         else:
             show_text(scope, "all jobs on this node")
-        self.show_queues(snapshot)
-        self.apply_jobs(filtered(merge_jobs(snapshot), self.job_filter), snapshot.at)
+        hosts = snapshot.hosts
+        set_title(
+            self.queues_table, hosts.reason if isinstance(hosts, Unavailable) else "Host queues"
+        )
+        self.queues_table.commit(prepared.queues)
+        self.jobs_table.commit(prepared.jobs)
 
-    def apply_jobs(self, jobs: list[Job], now: float) -> Any:
-        self.now = now
-        table = self.query_one("#jobs-table", KeyedTable)
+    def plan_jobs(self, jobs: list[Job], now: float) -> TableBatch[Job]:
+        """The job table's next batch; a job's age is part of its signature, as its row
+        shows it."""
         rows = (
-            (
-                j.job_id,
-                (j, age(None if j.submitted_at is None else now - j.submitted_at)),
-                j,
-            )
+            (j.job_id, (j, age(None if j.submitted_at is None else now - j.submitted_at)), j)
             for j in jobs
         )
-        return table.apply(rows)
-
-    def show_queues(self, snapshot: NodeSnapshot) -> None:
-        table = self.query_one("#queues-table", KeyedTable)
-        if isinstance(snapshot.hosts, Unavailable):
-            set_title(table, snapshot.hosts.reason)
-            table.apply(())
-            return
-        set_title(table, "Host queues")
-        table.apply((h.peer_id, h, h) for h in snapshot.hosts)
+        return self.jobs_table.plan(rows, lambda job: render_job(job, now))
 
     # -- filtering -----------------------------------------------------------------------------
 
@@ -198,7 +210,8 @@ class JobsPane(Pane):
         self.job_filter = job_filter
         self.post_message(JobFilterChanged(job_filter))
         if self.snapshot is not None:
-            self.apply_jobs(filtered(merge_jobs(self.snapshot), job_filter), self.now)
+            jobs = filtered(merge_jobs(self.snapshot), job_filter)
+            self.jobs_table.commit(self.plan_jobs(jobs, self.now))
 
     def action_filter(self) -> None:
         self.query_one("#user-filter", Input).focus()
@@ -260,6 +273,11 @@ class JobsPane(Pane):
             return
         self.notify(f"{short_id(peer_id)}: {'draining' if drain else 'resumed'}")
         self.refresh_node()
+
+
+def queue_rows(snapshot: NodeSnapshot) -> list[tuple[str, Host, Host]]:
+    hosts = snapshot.hosts
+    return [] if isinstance(hosts, Unavailable) else [(h.peer_id, h, h) for h in hosts]
 
 
 def render_queue(host: Any) -> list[Cell]:

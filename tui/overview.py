@@ -62,7 +62,7 @@ class OverviewPane(Pane):
         yield Sparkline([], id="latency-sparkline")
         yield Static("", id="overview-notes")
 
-    def show(self, snapshot: NodeSnapshot) -> None:
+    def show(self, snapshot: NodeSnapshot, prepared: Any = None) -> None:
         super().show(snapshot)
         status = snapshot.status
         grid = Table.grid(padding=(0, 2))

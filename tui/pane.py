@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from lightbox_node.tui.client import NodeClient, NodeError
 from lightbox_node.tui.live import NodeSnapshot, Unavailable
@@ -26,7 +27,15 @@ class Pane(Vertical):
         self.clock = clock
         self.snapshot: NodeSnapshot | None = None
 
-    def show(self, snapshot: NodeSnapshot) -> None:
+    def prepare(self, snapshot: NodeSnapshot) -> Any:
+        """What `show(snapshot)` can work out without touching a widget (which rows of a
+        table changed, and their cells), for the refresh task to run in a worker thread
+        before the snapshot reaches the screen; None where there is nothing worth it. Reads
+        only values and tables' `plan`, never the widget tree."""
+        return None
+
+    def show(self, snapshot: NodeSnapshot, prepared: Any = None) -> None:
+        """Show `snapshot`, using what `prepare(snapshot)` returned if given."""
         self.snapshot = snapshot
 
     def focus_primary(self) -> None:

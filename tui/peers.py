@@ -9,7 +9,16 @@ from lightbox_node.tui.client import NodeClient, NodeError
 from lightbox_node.tui.live import NodeSnapshot, Unavailable
 from lightbox_node.tui.models import Peer
 from lightbox_node.tui.pane import Pane, show_text
-from lightbox_node.tui.tables import Cell, Column, KeyedTable, age, cell, number, short_id
+from lightbox_node.tui.tables import (
+    Cell,
+    Column,
+    KeyedTable,
+    TableBatch,
+    age,
+    cell,
+    number,
+    short_id,
+)
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -40,30 +49,28 @@ class PeersPane(Pane):
         super().__init__(client, clock, id=id)
         self.details_for: str | None = None
         self._now = clock()
+        self.table = KeyedTable(
+            COLUMNS, self.render_peer, sort_column="score", reverse=True, id="peers-table"
+        )
 
     def compose(self) -> Any:
         yield Static("", id="peers-note", classes="note")
         with Horizontal(id="peers-body"):
-            yield KeyedTable(
-                COLUMNS, self.render_peer, sort_column="score", reverse=True, id="peers-table"
-            )
+            yield self.table
             with VerticalScroll(id="peer-details"):
                 yield Static("Select a peer (Enter or click) to see its record.", id="peer-detail")
 
     def render_peer(self, peer: Peer) -> list[Cell]:
-        link = cell("linked", "green") if peer.linked else cell("—", "dim")
-        seen = None if peer.last_seen is None else self._now - peer.last_seen
-        return [
-            cell(short_id(peer.peer_id), sort=peer.peer_id),
-            cell(", ".join(peer.roles) or "—"),
-            cell(peer.address or "—"),
-            cell(number(peer.score, 2), sort=peer.score),
-            cell(age(seen), sort=seen),
-            link,
-            cell(peer.liveness or "—", _liveness_style(peer.liveness)),
-        ]
+        return render_peer(peer, self._now)
 
-    def show(self, snapshot: NodeSnapshot) -> None:
+    def prepare(self, snapshot: NodeSnapshot) -> TableBatch[Peer] | None:
+        peers, now = snapshot.peers, snapshot.at
+        if isinstance(peers, Unavailable):
+            return None
+        rows = ((p.peer_id, (p, age(_seen(p, now))), p) for p in peers)
+        return self.table.plan(rows, lambda peer: render_peer(peer, now))
+
+    def show(self, snapshot: NodeSnapshot, prepared: Any = None) -> None:
         super().show(snapshot)
         note = self.query_one("#peers-note", Static)
         peers = snapshot.peers
@@ -72,8 +79,9 @@ class PeersPane(Pane):
             return
         self._now = snapshot.at
         show_text(note, f"{len(peers)} peers known, {sum(p.linked for p in peers)} linked")
-        table = self.query_one("#peers-table", KeyedTable)
-        table.apply((p.peer_id, (p, age(_seen(p, snapshot.at))), p) for p in peers)
+        batch = prepared if isinstance(prepared, TableBatch) else self.prepare(snapshot)
+        if batch is not None:
+            self.table.commit(batch)
 
     def action_next_sort(self) -> None:
         table = self.query_one("#peers-table", KeyedTable)
@@ -106,6 +114,20 @@ class PeersPane(Pane):
             view.update(Text(f"{short_id(peer_id)}: {exc}", style="red"))
             return
         view.update(peer_details(peer, self.clock()))
+
+
+def render_peer(peer: Peer, now: float) -> list[Cell]:
+    link = cell("linked", "green") if peer.linked else cell("—", "dim")
+    seen = _seen(peer, now)
+    return [
+        cell(short_id(peer.peer_id), sort=peer.peer_id),
+        cell(", ".join(peer.roles) or "—"),
+        cell(peer.address or "—"),
+        cell(number(peer.score, 2), sort=peer.score),
+        cell(age(seen), sort=seen),
+        link,
+        cell(peer.liveness or "—", _liveness_style(peer.liveness)),
+    ]
 
 
 def _seen(peer: Peer, now: float) -> float | None:

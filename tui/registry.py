@@ -155,7 +155,7 @@ class RegistryPane(Pane):
             cell(self.event_age(event), sort=event.at),
         ]
 
-    def show(self, snapshot: NodeSnapshot) -> None:
+    def show(self, snapshot: NodeSnapshot, prepared: Any = None) -> None:
         super().show(snapshot)
         registry = snapshot.registry
         if registry is None:

@@ -94,7 +94,7 @@ class SubmitPane(Pane):
 
     # -- tasks and the form --------------------------------------------------------------------
 
-    def show(self, snapshot: NodeSnapshot) -> None:
+    def show(self, snapshot: NodeSnapshot, prepared: Any = None) -> None:
         super().show(snapshot)
         registry = snapshot.registry
         if registry is not None and not isinstance(registry, Unavailable):

@@ -3,8 +3,11 @@
 A refresh hands `KeyedTable.apply` every row as (key, signature, source). Rows whose
 signature is unchanged cost a dict lookup; changed rows are rendered (from shared, cached
 cells) and only their changed cells written; rows are added and removed in one pass and
-renumbered once. The sort order and the row under the cursor survive every batch. Also the
-small formatting helpers the tabs share (ages, short ids, text progress bars).
+renumbered once. The sort order and the row under the cursor survive every batch. `apply`
+is `plan` (the work above, touching no widget, so a worker thread may do it) then `commit`
+(the writes, on the screen's thread). Drawing renders each distinct cell once rather than
+every visible cell after every batch. Also the small formatting helpers the tabs share
+(ages, short ids, text progress bars).
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Generic, Self, TypeVar
 
 from rich.padding import Padding
@@ -20,7 +24,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual._two_way_dict import TwoWayDict
-from textual.geometry import Region
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.strip import Strip
 from textual.widgets import DataTable
@@ -87,6 +91,29 @@ class _Frame:
 
 
 @dataclass(slots=True)
+class TableBatch(Generic[S]):
+    """One refresh of a `KeyedTable`: worked out by `plan` from the rows alone, shown by
+    `commit`. Holds the table's next signatures, cells, row keys and order; the changes to
+    write; and the rows themselves, to plan again if the table changed in between."""
+
+    generation: int
+    rows: list[tuple[str, Hashable, S]]
+    render: Callable[[S], Sequence[Cell]]
+    signatures: dict[str, Hashable]
+    cells: dict[str, tuple[Cell, ...]]
+    row_keys: dict[str, RowKey]
+    order: list[str]
+    order_keys: dict[str, tuple[int, Any]]
+    locations: TwoWayDict[RowKey, int] | None = None
+    """Row positions, when rows moved."""
+    changed: list[tuple[str, list[tuple[int, Cell]]]] = field(default_factory=list)
+    """(key, [(column index, new cell)]) for rows that look different."""
+    added: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    sorted: bool = False
+
+
+@dataclass(slots=True)
 class ApplyStats:
     """What one batch did, for tests and the benchmark."""
 
@@ -134,6 +161,9 @@ class KeyedTable(DataTable, Generic[S]):
         self._order: list[str] = []
         self._order_keys: dict[str, tuple[int, Any]] = {}
         """Each row's sort key in the sort column, kept as rows change so sorting is cheap."""
+        self._generation = 0
+        """Counts replacements of the five above (never changed in place, so `plan` may read
+        them from another thread)."""
         self._frame: _Frame | None = None
         self._drawn_cells: dict[tuple[Any, ...], tuple[Cell, list[Segment]]] = {}
         """A cell's segments by (cell, width, style before, style after), without the row
@@ -159,83 +189,157 @@ class KeyedTable(DataTable, Generic[S]):
         """Row keys in display order."""
         return list(self._order)
 
-    def apply(self, rows: Iterable[tuple[str, Hashable, S]]) -> ApplyStats:
+    def apply(
+        self,
+        rows: Iterable[tuple[str, Hashable, S]],
+        render: Callable[[S], Sequence[Cell]] | None = None,
+    ) -> ApplyStats:
         """Make the table show exactly `rows` (key, signature, source), changing only what
         differs from the last batch; the sort order and the row under the cursor survive."""
-        stats = ApplyStats()
-        cursor_key = self.cursor_key
-        was_empty = not self._order
-        seen: set[str] = set()
-        signatures = self._signatures
-        changed: list[tuple[str, tuple[Cell, ...]]] = []
-        added: list[tuple[str, tuple[Cell, ...]]] = []
-        for key, signature, source in rows:
-            seen.add(key)
-            old = signatures.get(key, _MISSING)
-            if old == signature:
-                continue
-            signatures[key] = signature
-            cells = tuple(self.render_row(source))
-            (added if old is _MISSING else changed).append((key, cells))
-        gone = (
-            [key for key in signatures if key not in seen] if len(seen) != len(signatures) else []
-        )
-        if not (changed or added or gone):
-            return stats
+        return self.commit(self.plan(rows, render))
 
-        data = self._data
+    def plan(
+        self,
+        rows: Iterable[tuple[str, Hashable, S]],
+        render: Callable[[S], Sequence[Cell]] | None = None,
+    ) -> TableBatch[S]:
+        """Work out what showing `rows` changes, touching no widget: a worker thread may do
+        this while the screen is drawn. Rows whose signature is unchanged cost a dict
+        lookup; the others are rendered (with `render`, else the table's own) and compared
+        cell by cell. Reads only state that `commit`, `sort_by` and `clear` replace and never
+        change in place."""
+        generation = self._generation  # first: whatever is read after is as new or newer
+        before, cells_before = self._signatures, self._cells
+        row_keys, order_before, order_keys_before = self._row_keys, self._order, self._order_keys
         sort_index = (
             self._column_keys.index(self.sort_column)
             if self.sort_column in self._column_keys
             else None
         )
+        reverse = self.sort_reverse
+        render = self.render_row if render is None else render
+        rows = list(rows)
+        signatures: dict[str, Hashable] = {}
+        renewed: list[tuple[str, tuple[Cell, ...]]] = []
+        added: list[tuple[str, tuple[Cell, ...]]] = []
+        for key, signature, source in rows:
+            if key in signatures:
+                continue  # of two rows with one key, the first is shown
+            signatures[key] = signature
+            old = before.get(key, _MISSING)
+            if old == signature:
+                continue
+            (added if old is _MISSING else renewed).append((key, tuple(render(source))))
+        gone = (
+            [key for key in before if key not in signatures]
+            if len(signatures) - len(added) != len(before)
+            else []
+        )
+        batch = TableBatch(
+            generation=generation,
+            rows=rows,
+            render=render,
+            signatures=before,
+            cells=cells_before,
+            row_keys=row_keys,
+            order=order_before,
+            order_keys=order_keys_before,
+        )
+        if not (renewed or added or gone):
+            return batch
+
+        batch.signatures = signatures
+        cells = batch.cells = dict(cells_before)
+        order_keys = batch.order_keys = dict(order_keys_before)
         resort = bool(added)
-        widen = False
         for key in gone:
-            row_key = self._row_keys.pop(key)
-            del signatures[key], self._cells[key], data[row_key], self.rows[row_key]
-            self._order_keys.pop(key, None)
-            self._new_rows.discard(row_key)
-        stats.removed = len(gone)
-        for key, cells in changed:
-            row_data = data[self._row_keys[key]]
-            before = self._cells[key]
-            for index, new_cell in enumerate(cells):
-                old_cell = before[index]
+            del cells[key]
+            order_keys.pop(key, None)
+        for key, new in renewed:
+            changes = []
+            for index, (old_cell, new_cell) in enumerate(zip(cells[key], new, strict=False)):
                 if old_cell is new_cell or old_cell == new_cell:
                     continue
+                changes.append((index, new_cell))
+                if index == sort_index:
+                    order_keys[key] = new_cell.order
+                    resort = True
+            cells[key] = new
+            if changes:
+                batch.changed.append((key, changes))
+        if added or gone:
+            row_keys = batch.row_keys = dict(row_keys)
+            for key in gone:
+                del row_keys[key]
+            for key, new in added:
+                row_keys[key] = RowKey(key)
+                cells[key] = new
+                if sort_index is not None:
+                    order_keys[key] = new[sort_index].order
+        batch.added = [key for key, _ in added]
+        batch.gone = gone
+        order = order_before
+        if gone:
+            gone_set = set(gone)
+            order = [key for key in order if key not in gone_set]
+        if added:
+            order = order + batch.added
+        if resort and sort_index is not None:
+            order = sorted(order, key=order_keys.__getitem__, reverse=reverse)
+            batch.sorted = True
+        if order is not order_before:
+            batch.order = order
+            batch.locations = TwoWayDict({row_keys[key]: index for index, key in enumerate(order)})
+        return batch
+
+    def commit(self, batch: TableBatch[S]) -> ApplyStats:
+        """Show what `plan` worked out: only the cells that changed are written, and rows
+        are added and removed in one pass. A batch planned before another batch (or a sort,
+        or a clear) was committed is planned again from its rows."""
+        if batch.generation != self._generation:
+            batch = self.plan(batch.rows, batch.render)
+        stats = ApplyStats()
+        if batch.signatures is self._signatures:
+            return stats  # nothing changed
+        cursor_key = self.cursor_key
+        was_empty = not self._order
+        data, rows = self._data, self.rows
+        for key in batch.gone:
+            row_key = self._row_keys[key]
+            del data[row_key], rows[row_key]
+            self._new_rows.discard(row_key)
+        widen = False
+        for key, changes in batch.changed:
+            row_key = batch.row_keys[key]
+            row_data = data[row_key]
+            for index, new_cell in changes:
                 column_key = self._column_objects[index]
                 row_data[column_key] = new_cell
                 column = self.columns[column_key]
                 if column.auto_width and new_cell.cell_len > column.content_width:
-                    self._updated_cells.add(CellKey(self._row_keys[key], column_key))
+                    self._updated_cells.add(CellKey(row_key, column_key))
                     widen = True
-                stats.updated_cells += 1
-                if index == sort_index:
-                    self._order_keys[key] = new_cell.order
-                    resort = True
-            self._cells[key] = cells
-        stats.updated_rows = len(changed)
-        for key, cells in added:
-            row_key = RowKey(key)
-            self._row_keys[key] = row_key
-            self._cells[key] = cells
-            if sort_index is not None:
-                self._order_keys[key] = cells[sort_index].order
-            data[row_key] = dict(zip(self._column_objects, cells, strict=True))
-            self.rows[row_key] = Row(row_key, 1)
+            stats.updated_cells += len(changes)
+        for key in batch.added:
+            row_key = batch.row_keys[key]
+            data[row_key] = dict(zip(self._column_objects, batch.cells[key], strict=True))
+            rows[row_key] = Row(row_key, 1)
             self._new_rows.add(row_key)
-        stats.added = len(added)
-
-        if gone:
-            gone_set = set(gone)
-            self._order = [key for key in self._order if key not in gone_set]
-        self._order += [key for key, _ in added]
-        if resort and sort_index is not None:
-            self._sort_order(sort_index)
-            stats.sorted = True
-        self._renumber()
-        if added or gone or widen:
+        self._signatures, self._cells, self._row_keys = (
+            batch.signatures,
+            batch.cells,
+            batch.row_keys,
+        )
+        self._order, self._order_keys = batch.order, batch.order_keys
+        self._generation += 1
+        stats.updated_rows = len(batch.changed)
+        stats.added, stats.removed, stats.sorted = len(batch.added), len(batch.gone), batch.sorted
+        if not (batch.changed or batch.added or batch.gone):
+            return stats  # new signatures, same cells
+        if batch.locations is not None:
+            self._row_locations = batch.locations
+        self._update_count += 1
+        if batch.added or batch.gone or widen:
             self._require_update_dimensions = True
         self.refresh()
         self.check_idle()
@@ -243,7 +347,9 @@ class KeyedTable(DataTable, Generic[S]):
         return stats
 
     def _sort_order(self, index: int) -> None:
-        self._order.sort(key=self._order_keys.__getitem__, reverse=self.sort_reverse)
+        self._order = sorted(
+            self._order, key=self._order_keys.__getitem__, reverse=self.sort_reverse
+        )
 
     def _renumber(self) -> None:
         row_keys = self._row_keys
@@ -256,6 +362,9 @@ class KeyedTable(DataTable, Generic[S]):
         if cursor_key is not None and cursor_key in self._row_keys:
             index = self._row_locations.get(self._row_keys[cursor_key])
             if index is not None and index != self.cursor_row:
+                # Sized now rather than when idle: DataTable scrolls to the cursor after the
+                # next frame while new rows are not measured, which draws the table twice.
+                self._update_dimensions_now()
                 self.move_cursor(row=index, animate=False, scroll=False)
             return
         # The row under the cursor went away (or there was none): stay in range.
@@ -265,12 +374,22 @@ class KeyedTable(DataTable, Generic[S]):
             row = min(self.cursor_row, len(self._order) - 1)
             self.post_message(DataTable.RowHighlighted(self, row, self._row_keys[self._order[row]]))
 
+    def _update_dimensions_now(self) -> None:
+        """DataTable's idle work (new rows measured, columns widened, the virtual size set)."""
+        if self._updated_cells:
+            updated_cells = self._updated_cells.copy()
+            self._updated_cells.clear()
+            self._update_column_widths(updated_cells)
+        if self._require_update_dimensions:
+            self._require_update_dimensions = False
+            new_rows = self._new_rows.copy()
+            self._new_rows.clear()
+            self._update_dimensions(new_rows)
+
     def clear(self, columns: bool = False) -> Self:
-        self._signatures.clear()
-        self._cells.clear()
-        self._row_keys.clear()
-        self._order.clear()
-        self._order_keys.clear()
+        self._signatures, self._cells, self._row_keys = {}, {}, {}
+        self._order, self._order_keys = [], {}
+        self._generation += 1
         return super().clear(columns)
 
     # -- drawing -----------------------------------------------------------------------------
@@ -305,9 +424,21 @@ class KeyedTable(DataTable, Generic[S]):
         if frame is None:
             return super().render_line(y)
         scroll_x, scroll_y = self.scroll_offset
-        if y >= (self.header_height if self.show_header else 0):
-            y += scroll_y
-        return self._render_line(y, scroll_x, scroll_x + frame.width, frame.base)
+        header_height = self.header_height if self.show_header else 0
+        index = y - header_height + scroll_y
+        if y < header_height or scroll_x or sum(frame.widths) > frame.width:
+            # The header, or a table wider than the widget: cropped as DataTable does.
+            y = y if y < header_height else y + scroll_y
+            return self._render_line(y, scroll_x, scroll_x + frame.width, frame.base)
+        if index >= len(self._order):
+            return Strip.blank(frame.width, frame.base)
+        row_key = self._row_keys[self._order[index]]
+        _, cells = self._render_line_in_row(
+            row_key, 0, frame.base, self.cursor_coordinate, self.hover_coordinate
+        )
+        # Exactly the widget's width, and already as simple as DataTable makes it: cells are
+        # joined within, and neighbours differ by the column they name.
+        return Strip(list(chain.from_iterable(cells)), frame.width)
 
     def _render_line_in_row(
         self,
@@ -383,9 +514,13 @@ class KeyedTable(DataTable, Generic[S]):
         extend = self._get_styles_to_render_cell(
             False, False, False, hover, cursor, show_cursor, show_hover, False, False
         )[0]
-        beyond = Style.from_meta({"row": row_index, "column": 0, "out_of_bounds": True})
+        beyond = meta.get((row_index, -1))
+        if beyond is None:
+            beyond = meta[row_index, -1] = Style.from_meta(
+                {"row": row_index, "column": 0, "out_of_bounds": True}
+            )
         remaining = max(0, frame.width - sum(frame.widths) - self._row_label_column_width)
-        line.append([Segment(" " * remaining, row_style + extend + beyond)])
+        line.append([Segment(" " * remaining, placed(row_style + extend, beyond))])
         return [], line
 
     def _placed_style(self, style: Style, where: Style) -> Style:
@@ -398,8 +533,9 @@ class KeyedTable(DataTable, Generic[S]):
             placed = self._placed[style, where] = style + where
         return placed
 
-    # Every row is one line high, so a line's row is found by position in `_order` instead
-    # of through DataTable's list of every line, rebuilt after every change.
+    # Every row is one line high, so a line's row is found by position in `_order`, and a
+    # row's place from its index, instead of through DataTable's list of every line or
+    # row, rebuilt after every change.
 
     def _get_offsets(self, y: int) -> tuple[RowKey, int]:
         if self.show_header:
@@ -413,6 +549,29 @@ class KeyedTable(DataTable, Generic[S]):
     @property
     def _total_row_height(self) -> int:
         return len(self._order)
+
+    def _get_row_region(self, row_index: int) -> Region:
+        if not self.is_valid_row_index(row_index):
+            return Region(0, 0, 0, 0)
+        row_width = (
+            sum(column.get_render_width(self) for column in self.columns.values())
+            + self._row_label_column_width
+        )
+        y = row_index + (self.header_height if self.show_header else 0)
+        return Region(0, y, max(self.size.width, row_width), 1)
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        if any(column.auto_width for column in self.columns.values()):
+            super()._update_dimensions(new_rows)
+            return
+        # Every column has its width and every row one line: nothing to measure.
+        width = (
+            sum(column.get_render_width(self) for column in self.columns.values())
+            + self._row_label_column_width
+        )
+        self.virtual_size = Size(
+            width, len(self._order) + (self.header_height if self.show_header else 0)
+        )
 
     @property
     def ordered_rows(self) -> list[Row]:
@@ -458,6 +617,7 @@ class KeyedTable(DataTable, Generic[S]):
             reverse = not self.sort_reverse if column == self.sort_column else False
         cursor_key = self.cursor_key
         self.sort_column, self.sort_reverse = column, reverse
+        self._generation += 1
         if self._order:
             index = self._column_keys.index(column)
             self._order_keys = {key: cells[index].order for key, cells in self._cells.items()}

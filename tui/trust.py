@@ -67,7 +67,7 @@ class TrustPane(Pane):
         yield Static("", id="trust-note", classes="note")
         yield KeyedTable(COLUMNS, render_user, sort_column="user", id="users-table")
 
-    def show(self, snapshot: NodeSnapshot) -> None:
+    def show(self, snapshot: NodeSnapshot, prepared: Any = None) -> None:
         super().show(snapshot)
         note = self.query_one("#trust-note", Static)
         users = snapshot.users

@@ -185,3 +185,46 @@ def test_a_keyed_table_is_drawn_exactly_as_a_datatable_with_the_same_rows() -> N
                 batch.pop(next(iter(batch)))
 
     asyncio.run(scenario())
+
+
+def test_a_batch_planned_in_a_worker_thread_changes_nothing_until_committed() -> None:
+    async def check(table: KeyedTable, pilot: Any) -> None:
+        table.apply(rows(a=1, b=3))
+        batch = await asyncio.to_thread(table.plan, rows(a=1, b=3, c=2))
+        assert table.keys == ["b", "a"] and table.row_count == 2
+        stats = table.commit(batch)
+        assert stats.added == 1
+        assert shown(table) == [["b", "3"], ["c", "2"], ["a", "1"]]
+
+    with_table(check)
+
+
+def test_a_batch_planned_before_the_table_changed_is_planned_again() -> None:
+    async def check(table: KeyedTable, pilot: Any) -> None:
+        table.apply(rows(a=1, b=3))
+        late = table.plan(rows(a=1, b=4, c=2))
+        table.apply(rows(b=3, d=9))  # committed in between: the late batch's base is gone
+        table.sort_by("name")
+        table.commit(late)
+        assert shown(table) == [["a", "1"], ["b", "4"], ["c", "2"]]
+        assert table.commit(table.plan(rows(a=1, b=4, c=2))).updated_cells == 0
+
+    with_table(check)
+
+
+def test_a_row_followed_off_the_screen_is_scrolled_to_before_the_next_frame() -> None:
+    """Rows added above the row under the cursor push it down; once it would leave the
+    screen the table scrolls with it at once, so the next frame is drawn once, scrolled."""
+
+    async def check(table: KeyedTable, pilot: Any) -> None:
+        batch = {f"r{i:03d}": float(i) for i in range(100)}
+        table.apply(rows(**batch))
+        await pilot.pause()
+        assert table.cursor_key == "r099" and table.scroll_y == 0
+        batch |= {f"s{i:03d}": 1000.0 + i for i in range(40)}  # 40 rows above
+        table.apply(rows(**batch))
+        assert table.cursor_key == "r099" and table.cursor_row == 40
+        visible_rows = table.scrollable_content_region.height - table.header_height
+        assert table.scroll_y >= 40 - visible_rows + 1
+
+    with_table(check)
