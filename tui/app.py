@@ -163,6 +163,7 @@ class DashboardApp(App[None]):
         self.events_live = False
         self._poke: asyncio.Event | None = None
         self._want_slow = True
+        self._gc_paused = False
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -192,6 +193,7 @@ class DashboardApp(App[None]):
             self.poll_node()
 
     async def on_unmount(self) -> None:
+        self.resume_gc()
         with contextlib.suppress(Exception):
             await self.client.aclose()
 
@@ -281,16 +283,25 @@ class DashboardApp(App[None]):
             self.events_live = False
 
     def on_snapshot_arrived(self, message: SnapshotArrived) -> None:
-        if gc.isenabled():
-            # As Textual does while scrolling (PAUSE_GC_ON_SCROLL): no garbage collection
-            # between a refresh and the frame that shows it; it catches up once drawn.
-            gc.disable()
-            self.call_after_refresh(gc.enable)
+        self.pause_gc_until_drawn()
         snapshot = message.snapshot
         self.snapshot = snapshot
         self.feed_throughput(snapshot)
         pane = self.pane(self.active_tab)
         pane.show(snapshot, message.prepared if message.pane is pane else None)
+
+    def pause_gc_until_drawn(self) -> None:
+        """As Textual does while scrolling (PAUSE_GC_ON_SCROLL): no garbage collection
+        between a refresh and the frame that shows it; it catches up once that is drawn."""
+        if gc.isenabled():
+            gc.disable()
+            self._gc_paused = True
+            self.call_after_refresh(self.resume_gc)
+
+    def resume_gc(self) -> None:
+        if self._gc_paused:
+            self._gc_paused = False
+            gc.enable()
 
     def feed_throughput(self, snapshot: NodeSnapshot) -> None:
         done: float | None = None
