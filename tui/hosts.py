@@ -144,6 +144,9 @@ class HostsPane(Pane):
     def __init__(self, client: NodeClient, clock: Callable[[], float], *, id: str) -> None:
         super().__init__(client, clock, id=id)
         self.selected: str | None = None
+        self._detail_shown: tuple[Any, ...] | None = None
+        """What the detail view was drawn from: redrawn (and the screen laid out) only when
+        that changes, not on every refresh."""
 
     def compose(self) -> Any:
         yield Static("", id="hosts-note", classes="note")
@@ -183,7 +186,10 @@ class HostsPane(Pane):
         schemas: dict[str, TaskSchema] = {}
         if snapshot.tasks is not None and not isinstance(snapshot.tasks, Unavailable):
             schemas = {t.name: t for t in snapshot.tasks}
-        view.update(host_tasks(row, schemas))
+        shown = (row, tuple(schemas.get(name) for name in row.tasks))
+        if shown != self._detail_shown:
+            self._detail_shown = shown
+            view.update(host_tasks(row, schemas))
 
     def _selected(self) -> str | None:
         return self.query_one("#hosts-table", KeyedTable).cursor_key
