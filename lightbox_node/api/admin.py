@@ -7,6 +7,7 @@ Changes take effect in memory at once and are written to the database before the
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -35,6 +36,8 @@ from lightbox_node.sched.jobs import JobError, JobState
 from lightbox_node.store import TrustStore
 
 MAX_REASON = MAX_REASON_CHARS
+
+log = logging.getLogger("lightbox.api")
 
 
 class AdminRoutes:
@@ -76,6 +79,8 @@ class AdminRoutes:
             Route("/api/v1/admin/jobs", self.list_jobs),
             Route("/api/v1/admin/jobs/{job_id}/cancel", self.cancel_job, methods=["POST"]),
             Route("/api/v1/admin/hosts", self.list_hosts),
+            Route("/api/v1/admin/hosts/{peer_id}/drain", self.drain_host, methods=["POST"]),
+            Route("/api/v1/admin/hosts/{peer_id}/resume", self.resume_host, methods=["POST"]),
             Route("/api/v1/admin/queues", self.list_queues),
             Route("/api/v1/admin/host-tokens", self.host_token, methods=["POST"]),
             Route("/api/v1/host/whoami", self.host_whoami),
@@ -378,11 +383,32 @@ class AdminRoutes:
                         "queued": h.queued,
                         "queued_cost": h.queued_cost,
                         "seen_at": h.seen_at,
+                        "drained": h.host in self.need_queue().drained,
                     }
                     for h in self.need_queue().scheduler.hosts()
                 ]
             }
         )
+
+    async def drain_host(self, request: Request) -> JSONResponse:
+        """No new jobs for the host; what it runs finishes (maintenance, a model swap)."""
+        return await self.host_change(request, drain=True)
+
+    async def resume_host(self, request: Request) -> JSONResponse:
+        return await self.host_change(request, drain=False)
+
+    async def host_change(self, request: Request, *, drain: bool) -> JSONResponse:
+        self.gate.admin(request)
+        queue = self.need_queue()
+        try:
+            host = PeerId.parse(request.path_params["peer_id"])
+        except PeerIdError as exc:
+            raise HttpError(400, "bad_peer_id", str(exc)) from None
+        changed = queue.drain_host(host) if drain else queue.resume_host(host)
+        if not changed:
+            raise HttpError(404, "unknown_host", f"no GPU host {host} is attached to this node")
+        log.info("host drained" if drain else "host resumed", extra={"host": host.short})
+        return JSONResponse({"peer_id": str(host), "drained": host in queue.drained})
 
     async def list_queues(self, request: Request) -> JSONResponse:
         """Each host's queue, best first, and the jobs waiting for a host to appear."""

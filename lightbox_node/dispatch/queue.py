@@ -232,6 +232,8 @@ class QueueService:
         self._db_lock = trio.Lock()
         self._wall = wall_clock
         self._hosts: dict[PeerId, _Host] = {}
+        self.drained: set[PeerId] = set()
+        """Hosts an operator drained: they finish their jobs but get no new ones."""
         self._offered: dict[str, TaskSchema] | None = None
         """`offered_tasks`, computed once per change of hosts (it is read on every submit)."""
         self._watchers: dict[str, trio.Event] = {}
@@ -350,7 +352,7 @@ class QueueService:
             self.scheduler.host_available(
                 host,
                 frozenset(entry.schemas),
-                entry.free_slots,
+                0 if host in self.drained else entry.free_slots,
                 now,
                 pinned_only=entry.pinned_only,
             )
@@ -567,6 +569,26 @@ class QueueService:
                     tasks.setdefault(name, schema)
             self._offered = tasks
         return dict(self._offered)
+
+    def drain_host(self, host: PeerId) -> bool:
+        """Stop giving `host` new jobs: its running ones finish, its queued ones wait for it
+        or are taken by an idle host that runs the task. False if no such host is attached."""
+        return self._set_drained(host, True)
+
+    def resume_host(self, host: PeerId) -> bool:
+        """Give a drained host jobs again; False if no such host is attached."""
+        return self._set_drained(host, False)
+
+    def _set_drained(self, host: PeerId, drained: bool) -> bool:
+        entry = self._hosts.get(host)
+        if entry is None:
+            return False
+        if drained:
+            self.drained.add(host)
+        else:
+            self.drained.discard(host)
+        self._announce(host, entry, self._wall())
+        return True
 
     def hosts(self) -> dict[PeerId, tuple[frozenset[str], int]]:
         return {peer: (frozenset(e.schemas), e.free_slots) for peer, e in self._hosts.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -168,3 +169,32 @@ def test_admins_list_and_cancel_anyones_jobs(client, admin_headers, user: User, 
     )
     assert missing.status_code == 404
     assert client.get("/api/v1/admin/jobs?state=lost", headers=admin_headers).status_code == 400
+
+
+def test_a_drained_host_gets_no_new_jobs_until_it_is_resumed(
+    client, admin_headers, server: ApiServer, user: User
+):
+    host = str(server.identity.peer_id)
+    drained = client.post(f"/api/v1/admin/hosts/{host}/drain", headers=admin_headers)
+    try:
+        assert drained.status_code == 200 and drained.json() == {"peer_id": host, "drained": True}
+        listed = client.get("/api/v1/admin/hosts", headers=admin_headers).json()["hosts"]
+        assert listed[0]["drained"] is True
+        job = client.post("/api/v1/jobs", json={"task": "noop"}, headers=user.headers).json()
+        time.sleep(0.5)
+        waiting = client.get(f"/api/v1/jobs/{job['job_id']}", headers=user.headers).json()
+        assert waiting["state"] == "queued"
+    finally:
+        resumed = client.post(f"/api/v1/admin/hosts/{host}/resume", headers=admin_headers)
+    assert resumed.json()["drained"] is False
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        state = client.get(f"/api/v1/jobs/{job['job_id']}", headers=user.headers).json()["state"]
+        if state == "done":
+            break
+        time.sleep(0.05)
+    assert state == "done"
+    unknown = client.post(f"/api/v1/admin/hosts/{PEER}/drain", headers=admin_headers)
+    assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_host"
+    bad = client.post("/api/v1/admin/hosts/lb1bad/drain", headers=admin_headers)
+    assert bad.status_code == 400
