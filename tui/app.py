@@ -283,11 +283,13 @@ class DashboardApp(App[None]):
             self.events_live = False
 
     def on_snapshot_arrived(self, message: SnapshotArrived) -> None:
+        pane = self.pane(self.active_tab)
+        if not pane.is_attached:
+            return  # a refresh that arrives as the app closes: nothing left to show it on
         self.pause_gc_until_drawn()
         snapshot = message.snapshot
         self.snapshot = snapshot
         self.feed_throughput(snapshot)
-        pane = self.pane(self.active_tab)
         pane.show(snapshot, message.prepared if message.pane is pane else None)
 
     def pause_gc_until_drawn(self) -> None:
