@@ -24,7 +24,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual._two_way_dict import TwoWayDict
-from textual.geometry import Region, Size
+from textual.geometry import Region, Size, Spacing
 from textual.message import Message
 from textual.strip import Strip
 from textual.widgets import DataTable
@@ -135,10 +135,10 @@ class KeyedTable(DataTable, Generic[S]):
     `sort` do (Textual 8; the tests of this module pin the behaviour).
 
     Drawing overrides DataTable's private `_render_line_in_row`, `_get_offsets`,
-    `_total_row_height`, `ordered_rows`, `_get_row_region`, `_update_dimensions` and
-    `_clear_caches` (rows are one line high and columns mostly fixed, so little needs
-    measuring); a test draws a KeyedTable and a plain DataTable side by side and compares
-    every segment.
+    `_total_row_height`, `ordered_rows`, `_get_row_region`, `_get_fixed_offset`,
+    `_update_dimensions` and `_clear_caches` (rows are one line high and columns mostly
+    fixed, so little needs measuring); a test draws a KeyedTable and a plain DataTable side
+    by side and compares every segment.
     """
 
     class Sorted(Message):
@@ -565,6 +565,19 @@ class KeyedTable(DataTable, Generic[S]):
         )
         y = row_index + (self.header_height if self.show_header else 0)
         return Region(0, y, max(self.size.width, row_width), 1)
+
+    def _get_fixed_offset(self) -> Spacing:
+        top = (self.header_height if self.show_header else 0) + min(
+            self.fixed_rows, len(self._order)
+        )
+        left = (
+            sum(
+                column.get_render_width(self)
+                for column in self.ordered_columns[: self.fixed_columns]
+            )
+            + self._row_label_column_width
+        )
+        return Spacing(top, 0, 0, left)
 
     def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
         if any(column.auto_width for column in self.columns.values()):
